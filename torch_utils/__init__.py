@@ -1,0 +1,1 @@
+"""PyTorch helpers: misc utilities, persistent classes, training statistics and custom ops."""
