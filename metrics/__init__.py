@@ -1,0 +1,1 @@
+"""GAN evaluation metrics: FID, KID, precision/recall, Inception Score and perceptual path length."""

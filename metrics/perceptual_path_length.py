@@ -1,0 +1,65 @@
+"""Perceptual path length (Karras et al. 2019) in W, endpoint sampling: LPIPS distance of the images at
+w0 and at w0 + eps (w1 - w0), divided by eps^2."""
+
+import numpy as np
+import torch
+
+from . import metric_utils
+
+#----------------------------------------------------------------------------
+
+
+def filtered_mean(dist, lo_percentile=1, hi_percentile=99):
+    """Mean of the distances between the lo and hi percentiles: a few singular paths must not dominate."""
+    dist = np.asarray(dist, np.float64)
+    lo = np.percentile(dist, lo_percentile, method='lower')
+    hi = np.percentile(dist, hi_percentile, method='higher')
+    return float(dist[(dist >= lo) & (dist <= hi)].mean())
+
+
+def _to_vgg_input(images, crop):
+    """Generator output in [-1, 1] -> float [0, 255] at most 256x256, as the VGG16 LPIPS expects."""
+    if crop:  # The central face region of FFHQ-like images.
+        c = images.shape[2] // 8
+        images = images[:, :, c * 3 : c * 7, c * 2 : c * 6]
+    factor = images.shape[2] // 256
+    if factor > 1:
+        images = torch.nn.functional.avg_pool2d(images, kernel_size=factor)
+    images = (images + 1) * (255 / 2)
+    return images.repeat([1, 3, 1, 1]) if images.shape[1] == 1 else images
+
+
+def path_lengths(G, vgg16, z, c, epsilon, crop):
+    """LPIPS(x(w0), x(lerp(w0, w1, eps))) / eps^2 per row; each row of z is [z0 | z1]."""
+    z0, z1 = z.chunk(2, dim=1)
+    w0, w1 = G.mapping(z=torch.cat([z0, z1]), c=torch.cat([c, c])).chunk(2)
+    w_eps = torch.lerp(w0, w1, epsilon)
+    images = G.synthesis(torch.cat([w0, w_eps]), noise_mode='const', force_fp32=True)
+    lpips_t0, lpips_t1 = vgg16(_to_vgg_input(images, crop), resize_images=False, return_lpips=True).chunk(2)
+    return (lpips_t0 - lpips_t1).square().sum(dim=1) / epsilon ** 2
+
+
+@torch.no_grad()
+def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0):
+    G = metric_utils.copy_generator(opts)
+    if not (hasattr(G, 'mapping') and hasattr(G, 'synthesis')):
+        raise ValueError(f'PPL in W needs a generator with mapping and synthesis networks (StyleGAN2); '
+            f'{type(G).__name__} has none')
+    vgg16, _md5 = metric_utils.get_feature_detector(metric_utils.VGG16_URL, device=opts.device, num_gpus=opts.num_gpus,
+        rank=opts.rank, verbose=opts.progress, detector_dir=opts.detector_dir)
+    sampler = metric_utils.LatentSampler(opts, z_dim=G.z_dim, c_dim=G.c_dim, seed=seed)
+
+    dist = metric_utils.FeatureStats(capture_all=True, max_items=num_samples)
+    items = metric_utils.rank_items(num_samples, opts)
+    with metric_utils.progress_bar(opts, num_samples, 'path lengths') as bar:
+        for start in range(0, len(items), batch_size):
+            z, c = sampler(items[start : start + batch_size], num_latents=2)
+            lengths = path_lengths(G, vgg16, z.to(opts.device), c.to(opts.device), epsilon, crop)
+            before = dist.num_items
+            dist.append_torch(lengths[:, None], num_gpus=opts.num_gpus, rank=opts.rank)
+            bar.update(dist.num_items - before)
+    if opts.rank != 0:
+        return float('nan')
+    return filtered_mean(dist.get_all()[:, 0])
+
+#----------------------------------------------------------------------------
