@@ -1,0 +1,107 @@
+"""Generate images from a network snapshot.
+
+Examples:
+    python generate.py --network=runs/00000-obama/network-snapshot-000300.pkl --seeds=0-31 --outdir=out --grid
+    python generate.py --network=cifar10.pkl --seeds=0-9 --class=3 --trunc=0.7 --outdir=out
+"""
+
+import math
+import os
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+import dnnlib
+from training.snapshot import load_network_pkl
+
+#----------------------------------------------------------------------------
+
+def _to_uint8(img):
+    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+def _to_pil(img):
+    return PIL.Image.fromarray(img[:, :, 0], 'L') if img.shape[2] == 1 else PIL.Image.fromarray(img, 'RGB')
+
+def _save_png(image, path):
+    with dnnlib.util.atomic_write(path, 'wb') as f:
+        image.save(f, format='PNG')
+
+def make_grid(images):
+    """Tile [N, H, W, C] uint8 images into a near-square grid (empty cells black)."""
+    n, h, w, ch = images.shape
+    gw = math.ceil(math.sqrt(n))
+    gh = math.ceil(n / gw)
+    grid = np.zeros([gh * h, gw * w, ch], dtype=np.uint8)
+    for i, img in enumerate(images):
+        y, x = divmod(i, gw)
+        grid[y * h:(y + 1) * h, x * w:(x + 1) * w] = img
+    return grid
+
+#----------------------------------------------------------------------------
+
+@click.command()
+@click.option('--network', 'network_pkl', help='Network pickle (path or URL)', required=True)
+@click.option('--seeds', help='Seeds, e.g. 0-3,7', required=True)
+@click.option('--trunc', 'truncation_psi', help='Truncation psi', type=float, default=1, show_default=True)
+@click.option('--class', 'class_idx', help='Class index (conditional networks)', type=int)
+@click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--outdir', help='Where to save the images', type=str, required=True, metavar='DIR')
+@click.option('--grid', help='Also write all images as one grid.png', is_flag=True)
+@click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, outdir, grid, device):
+    """Write OUTDIR/seedNNNN.png for every seed; z comes from np.random.RandomState(seed), so output is
+    deterministic per seed."""
+    try:
+        seeds = dnnlib.util.parse_range(seeds)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--seeds')
+    if len(seeds) == 0:
+        raise click.BadParameter('no seeds given', param_hint='--seeds')
+    if any(seed < 0 or seed >= 2**32 for seed in seeds):
+        raise click.BadParameter('seeds must be in [0, 2**32)', param_hint='--seeds')
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    elif device == 'cuda' and not torch.cuda.is_available():
+        raise click.BadParameter('no CUDA device is visible', param_hint='--device')
+    device = torch.device(device)
+
+    print(f'Loading networks from "{network_pkl}"...')
+    try:
+        G = load_network_pkl(network_pkl)['G_ema'].eval().requires_grad_(False).to(device)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err))
+
+    label = torch.zeros([1, G.c_dim], device=device)
+    if G.c_dim != 0:
+        if class_idx is None:
+            raise click.UsageError(f'the network is conditional ({G.c_dim} classes): pass --class')
+        if not 0 <= class_idx < G.c_dim:
+            raise click.UsageError(f'--class={class_idx} is out of range: the network has {G.c_dim} classes')
+        label[:, class_idx] = 1
+    elif class_idx is not None:
+        print('warn: --class is ignored for an unconditional network')
+
+    os.makedirs(outdir, exist_ok=True)
+    images = []
+    for seed_idx, seed in enumerate(seeds):
+        print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
+        if noise_mode == 'random':
+            torch.manual_seed(seed)  # Random noise, but still the same image for the same seed.
+        with torch.no_grad():
+            img = _to_uint8(G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))[0]
+        _save_png(_to_pil(img), os.path.join(outdir, f'seed{seed:04d}.png'))
+        images.append(img)
+    if grid:
+        _save_png(_to_pil(make_grid(np.stack(images))), os.path.join(outdir, 'grid.png'))
+        print(f'Wrote {os.path.join(outdir, "grid.png")}')
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,471 @@
+"""Train a GAN (StyleGAN2 backbone, optional ADA / DiffAugment and KD-DLGAN distillation).
+
+Examples:
+    python train.py --outdir=runs --data=datasets/cifar10.zip --cfg=cifar --gpus=2
+    python train.py --outdir=runs --data=datasets/obama.zip --cfg=low_shot --mirror=1 --kd=agg,corr
+    python train.py --outdir=runs --data=datasets/obama.zip --resume=latest
+    torchrun --nnodes=2 --nproc_per_node=8 ... train.py --outdir=runs --data=...   (multi-node)
+"""
+
+import copy
+import json
+import os
+import re
+import tempfile
+
+import click
+import torch
+
+import dnnlib
+from torch_utils import training_stats
+from training import training_loop
+from training.augment import augpipe_specs
+from training.diffaugment import parse_policy
+
+#----------------------------------------------------------------------------
+# Configuration presets. A preset is a plain dict: add new ones here. 'auto' is derived from the
+# resolution and the number of GPUs (-1 marks the derived entries).
+
+CONFIG_PRESETS = {
+    'auto':      dict(ref_gpus=-1, kimg=25000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=2),
+    'stylegan2': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8),
+    'paper256':  dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=0.5, lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8),
+    'paper512':  dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
+    'paper1024': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
+    'cifar':     dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+    # 100-shot / AnimalFace (DiffAugment's low-shot StyleGAN2 setting); no ADA, DiffAugment instead.
+    'low_shot':  dict(ref_gpus=1,  kimg=300,    mb=8,  mbstd=4,  fmaps=0.5, lrate=0.002,  gamma=10,   ema=2.5, ramp=0.05, map=2,
+                      aug='noaug', diffaugment='color,translation,cutout'),
+}
+
+KD_PARTS = ('agg', 'corr')
+
+#----------------------------------------------------------------------------
+
+def _auto_spec(spec, res, gpus):
+    spec.ref_gpus = gpus
+    spec.mb = max(min(gpus * min(4096 // res, 32), 64), gpus)  # Keep the GPU memory use in check.
+    spec.mbstd = min(spec.mb // gpus, 4)  # Other values hurt quality at equal batch size.
+    spec.fmaps = 1 if res >= 512 else 0.5
+    spec.lrate = 0.002 if res >= 1024 else 0.0025
+    spec.gamma = 0.0002 * (res ** 2) / spec.mb  # Heuristic from StyleGAN2-ADA.
+    spec.ema = spec.mb * 10 / 32
+
+def _open_dataset(training_set_kwargs):
+    try:
+        return dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    except (OSError, ValueError) as err:
+        raise click.UsageError(f'--data: {err}')
+
+def _latest_snapshot(run_dir):
+    pkls = sorted(f for f in os.listdir(run_dir) if re.fullmatch(r'network-snapshot-\d+\.pkl', f))
+    if len(pkls) == 0:
+        return None
+    return os.path.join(run_dir, max(pkls, key=lambda f: (f, os.path.getmtime(os.path.join(run_dir, f)))))
+
+def _run_dirs(outdir):
+    if not os.path.isdir(outdir):
+        return []
+    dirs = [d for d in os.listdir(outdir) if re.match(r'^\d+-', d) and os.path.isdir(os.path.join(outdir, d))]
+    return sorted(dirs, key=lambda d: int(re.match(r'^\d+', d).group()))
+
+def resolve_resume(resume, outdir):
+    """'latest' -> newest snapshot of the newest run in outdir; RUN_DIR -> its newest snapshot; else a pickle path/URL."""
+    if resume == 'latest':
+        for d in reversed(_run_dirs(outdir)):
+            pkl = _latest_snapshot(os.path.join(outdir, d))
+            if pkl is not None:
+                return pkl
+        raise click.UsageError(f'--resume=latest: no run directory with a network snapshot in {outdir}')
+    if os.path.isdir(resume):
+        pkl = _latest_snapshot(resume)
+        if pkl is None:
+            raise click.UsageError(f'--resume: {resume} holds no network-snapshot-*.pkl')
+        return pkl
+    if not dnnlib.util.is_url(resume, allow_file_urls=True) and not os.path.isfile(resume):
+        raise click.UsageError(f'--resume: {resume} is neither a snapshot file, a run directory, a URL, nor "latest"')
+    return resume
+
+#----------------------------------------------------------------------------
+
+def setup_training_loop_kwargs(opts):
+    """Validate the command-line options and turn them into (desc, training_loop kwargs)."""
+    o = dnnlib.EasyDict(opts)
+    c = dnnlib.EasyDict()
+
+    # General.
+    if o.gpus < 1:
+        raise click.UsageError('--gpus must be at least 1')
+    if o.seed < 0:
+        raise click.UsageError('--seed must be non-negative')
+    if o.snap < 1:
+        raise click.UsageError('--snap must be at least 1')
+    c.num_gpus = o.gpus
+    c.random_seed = o.seed
+    c.image_snapshot_ticks = c.network_snapshot_ticks = o.snap
+    if o.device == 'auto':
+        c.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    else:
+        c.device = o.device
+    if c.device == 'cuda':
+        if not torch.cuda.is_available():
+            raise click.UsageError('--device=cuda: no CUDA device is visible; use --device=cpu')
+        if not o.torchrun and o.gpus > torch.cuda.device_count():
+            raise click.UsageError(f'--gpus={o.gpus}, but only {torch.cuda.device_count()} CUDA devices are visible')
+
+    # Metrics.
+    c.metrics = [] if o.metrics.strip().lower() == 'none' else dnnlib.util.parse_comma_list(o.metrics)
+    if len(c.metrics) > 0:
+        from metrics import metric_main
+        invalid = [m for m in c.metrics if not metric_main.is_valid_metric(m)]
+        if invalid:
+            raise click.UsageError(f'--metrics: unknown metric(s) {", ".join(invalid)}; valid: {", ".join(metric_main.list_valid_metrics())}')
+
+    # Dataset.
+    if o.subset is not None and o.subset < 1:
+        raise click.UsageError('--subset must be at least 1')
+    c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=o.data, use_labels=o.cond,
+        xflip=o.mirror, subset=o.subset, subset_seed=o.subset_seed)
+    c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(c.device == 'cuda'), num_workers=o.workers,
+        prefetch_factor=(2 if o.workers > 0 else None))
+    if o.workers < 0:
+        raise click.UsageError('--workers must be non-negative')
+    training_set = _open_dataset(c.training_set_kwargs)
+    res = training_set.resolution
+    if res < 4 or res & (res - 1) != 0 or training_set.image_shape[1] != training_set.image_shape[2]:
+        raise click.UsageError(f'--data: images must be square with a power-of-two side >= 4, got {training_set.image_shape[2]}x{training_set.image_shape[1]}')
+    if o.cond and not training_set.has_labels:
+        raise click.UsageError('--cond=1 requires labels in dataset.json, but the dataset has none')
+    c.training_set_kwargs.resolution = res
+    dataset_name = training_set.name
+    num_images = len(training_set)
+    del training_set
+    desc = dataset_name
+    if o.cond:
+        desc += '-cond'
+    if o.subset is not None:
+        desc += f'-subset{o.subset}s{o.subset_seed}'
+    if o.mirror:
+        desc += '-mirror'
+
+    # Base configuration.
+    desc += f'-{o.cfg}'
+    spec = dnnlib.EasyDict(CONFIG_PRESETS[o.cfg])
+    if o.cfg == 'auto':
+        _auto_spec(spec, res, o.gpus)
+    if o.kimg is not None:
+        if not o.kimg > 0:
+            raise click.UsageError('--kimg must be positive')
+        spec.kimg = o.kimg
+        desc += f'-kimg{o.kimg:g}'
+    if o.gamma is not None:
+        if o.gamma < 0:
+            raise click.UsageError('--gamma must be non-negative')
+        spec.gamma = o.gamma
+        desc += f'-gamma{o.gamma:g}'
+    c.batch_size = spec.mb
+    c.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
+    if o.batch is not None:
+        if o.batch < 1 or o.batch % o.gpus != 0:
+            raise click.UsageError(f'--batch={o.batch} must be a positive multiple of --gpus={o.gpus}')
+        c.batch_size = o.batch
+        c.batch_gpu = o.batch // o.gpus
+        spec.mbstd = min(spec.mbstd, c.batch_gpu)
+        desc += f'-batch{o.batch}'
+    if o.batch_gpu is not None:
+        if o.batch_gpu < 1:
+            raise click.UsageError('--batch-gpu must be at least 1')
+        c.batch_gpu = o.batch_gpu
+    if c.batch_size % (c.batch_gpu * o.gpus) != 0:
+        raise click.UsageError(f'batch size {c.batch_size} must be a multiple of --batch-gpu ({c.batch_gpu}) times --gpus ({o.gpus})')
+    if o.mbstd_group is not None:
+        if o.mbstd_group < 1:
+            raise click.UsageError('--mbstd-group must be at least 1')
+        spec.mbstd = o.mbstd_group
+    if c.batch_gpu % min(spec.mbstd, c.batch_gpu) != 0:
+        raise click.UsageError(f'images per GPU ({c.batch_gpu}) must be a multiple of the minibatch-std group size ({spec.mbstd}); set --mbstd-group')
+
+    c.total_kimg = spec.kimg
+    c.kimg_per_tick = 4 if o.tick is None else o.tick
+    if not c.kimg_per_tick > 0:
+        raise click.UsageError('--tick must be positive')
+    c.ema_kimg = spec.ema
+    c.ema_rampup = spec.ramp
+    c.G_reg_interval = 4  # Lazy path-length regularisation.
+    c.D_reg_interval = 16  # Lazy R1.
+
+    channel_base = int(spec.fmaps * 32768) if o.cbase is None else o.cbase
+    channel_max = 512 if o.cmax is None else o.cmax
+    map_depth = spec.map if o.map_depth is None else o.map_depth
+    for name, value in [('--cbase', channel_base), ('--cmax', channel_max), ('--map-depth', map_depth)]:
+        if value < 1:
+            raise click.UsageError(f'{name} must be at least 1')
+    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=512, w_dim=512,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=map_depth), channel_base=channel_base, channel_max=channel_max,
+        num_fp16_res=4, conv_clamp=256)
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd),
+        channel_base=channel_base, channel_max=channel_max, num_fp16_res=4, conv_clamp=256)
+    glr = spec.lrate if o.glr is None else o.glr
+    dlr = spec.lrate if o.dlr is None else o.dlr
+    if not (glr > 0 and dlr > 0):
+        raise click.UsageError('--glr and --dlr must be positive')
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=glr, betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=dlr, betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
+        style_mixing_prob=0.9, pl_weight=2, diffaugment='')
+    if o.cfg == 'cifar':
+        c.loss_kwargs.pl_weight = 0  # Disable path-length regularisation.
+        c.loss_kwargs.style_mixing_prob = 0  # Disable style mixing.
+        c.D_kwargs.architecture = 'orig'  # Disable residual skip connections.
+    if o.freezed < 0:
+        raise click.UsageError('--freezed must be non-negative')
+    if o.freezed > 0:
+        c.D_kwargs.block_kwargs.freeze_layers = o.freezed
+        desc += f'-freezed{o.freezed}'
+    if o.fp32:
+        c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
+        c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+    c.cudnn_benchmark = not o.nobench
+    c.allow_tf32 = o.allow_tf32
+
+    # Augmentation.
+    aug = o.aug if o.aug is not None else spec.get('aug', 'ada')
+    c.ada_target = None
+    c.augment_p = 0
+    c.augment_kwargs = None
+    if aug == 'ada':
+        c.ada_target = 0.6 if o.target is None else o.target
+        if not 0 <= c.ada_target <= 1:
+            raise click.UsageError('--target must be between 0 and 1')
+    elif o.target is not None:
+        raise click.UsageError('--target can only be specified with --aug=ada')
+    if aug == 'fixed':
+        if o.p is None:
+            raise click.UsageError('--aug=fixed requires --p')
+        if not 0 <= o.p <= 1:
+            raise click.UsageError('--p must be between 0 and 1')
+        c.augment_p = o.p
+    elif o.p is not None:
+        raise click.UsageError('--p can only be specified with --aug=fixed')
+    if aug == 'noaug' and o.augpipe is not None:
+        raise click.UsageError('--augpipe cannot be specified with --aug=noaug')
+    if aug != 'noaug':
+        augpipe = 'bgc' if o.augpipe is None else o.augpipe
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **augpipe_specs[augpipe])
+        desc += f'-{aug}' + ('' if o.augpipe is None else f'-{augpipe}') + (f'{o.p:g}' if aug == 'fixed' else '')
+    diffaugment = o.diffaugment if o.diffaugment is not None else spec.get('diffaugment', '')
+    try:
+        parse_policy(diffaugment)
+    except ValueError as err:
+        raise click.UsageError(f'--diffaugment: {err}')
+    c.loss_kwargs.diffaugment = diffaugment
+    if diffaugment:
+        desc += '-da-' + '-'.join(parse_policy(diffaugment))
+
+    # Knowledge distillation.
+    c.kd_kwargs = setup_kd_kwargs(o)
+    if c.kd_kwargs.kd != 'none':
+        desc += '-kd-' + c.kd_kwargs.kd.replace(',', '-')
+
+    # Resume.
+    c.resume_pkl = None
+    c.resume_state = True
+    if o.resume is not None:
+        c.resume_pkl = resolve_resume(o.resume, o.outdir)
+        desc += '-resume'
+
+    if o.desc is not None:
+        desc += f'-{o.desc}'
+    return desc, c, num_images
+
+def setup_kd_kwargs(o):
+    """KD options only fill kd_kwargs (the kd package validates the values it receives)."""
+    parts = [] if o.kd.strip().lower() == 'none' else dnnlib.util.parse_comma_list(o.kd)
+    unknown = [p for p in parts if p not in KD_PARTS]
+    if unknown or len(set(parts)) != len(parts):
+        raise click.UsageError(f'--kd: expected none, agg, corr or agg,corr; got "{o.kd}"')
+    needs = dict(kd_agg_weight='agg', kd_agg_p='agg', kd_corr_weight='corr', kd_corr_norm='corr')
+    defaults = dict(kd_agg_weight=10.0, kd_corr_weight=10.0, kd_agg_p=1.0, kd_dist='l2', kd_corr_norm='row', kd_clip='ViT-B-32',
+        kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest', kd_prompts=None,
+        kd_teacher='pretrained', kd_div=0.0)
+    for name in defaults:
+        flag = '--' + name.replace('_', '-')
+        if o[name] is None:
+            continue
+        if len(parts) == 0:
+            raise click.UsageError(f'{flag} has no effect without --kd')
+        if name in needs and needs[name] not in parts:
+            raise click.UsageError(f'{flag} has no effect unless --kd includes {needs[name]}')
+    for name in ('kd_agg_weight', 'kd_corr_weight', 'kd_div'):
+        if o[name] is not None and o[name] < 0:
+            raise click.UsageError(f'--{name.replace("_", "-")} must be non-negative')
+    if o.kd_agg_p is not None and not 0 <= o.kd_agg_p <= 1:
+        raise click.UsageError('--kd-agg-p must be between 0 and 1')
+    if len(parts) == 0:
+        return dnnlib.EasyDict(kd='none')
+    kd_kwargs = dnnlib.EasyDict(kd=','.join(parts))
+    for name, default in defaults.items():
+        kd_kwargs[name] = default if o[name] is None else o[name]
+    return kd_kwargs
+
+#----------------------------------------------------------------------------
+
+def _process_device(c, local_rank):
+    return torch.device('cuda', local_rank) if c.device == 'cuda' else torch.device('cpu')
+
+def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
+    """One training process: log file (rank 0), process group, then the training loop."""
+    local_rank = rank if local_rank is None else local_rank
+    device = _process_device(c, local_rank)
+    with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
+        if c.num_gpus > 1:
+            if device.type == 'cuda':
+                torch.cuda.set_device(device)
+            if not group_ready:
+                init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+                torch.distributed.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
+                    init_method=f'file://{init_file}', rank=rank, world_size=c.num_gpus)
+            training_stats.init_multiprocessing(rank=rank, sync_device=device)
+        kwargs = dict(c, device=device)
+        training_loop.training_loop(rank=rank, **kwargs)
+
+def _torchrun_env():
+    if all(key in os.environ for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
+        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
+    return None
+
+def _make_run_dir(outdir, desc):
+    prev = _run_dirs(outdir)
+    cur_run_id = max([int(re.match(r'^\d+', d).group()) for d in prev], default=-1) + 1
+    run_dir = os.path.join(outdir, f'{cur_run_id:05d}-{desc}')
+    if os.path.exists(run_dir):
+        raise click.ClickException(f'run directory {run_dir} already exists')
+    return run_dir
+
+def _write_options(run_dir, c):
+    os.makedirs(run_dir)
+    with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+        json.dump(c, f, indent=2)
+
+#----------------------------------------------------------------------------
+
+@click.command()
+# General.
+@click.option('--outdir', help='Where to save the results', metavar='DIR', required=True)
+@click.option('--data', help='Training data (folder or zip)', metavar='PATH', required=True)
+@click.option('--gpus', help='Number of processes (GPUs, or CPU processes with --device=cpu)', type=int, default=1, show_default=True)
+@click.option('--batch', help='Total batch size [default: from --cfg]', type=int)
+@click.option('--batch-gpu', help='Images per process per pass [default: batch / gpus]', type=int)
+@click.option('--cfg', help='Base configuration', type=click.Choice(sorted(CONFIG_PRESETS)), default='auto', show_default=True)
+@click.option('--gamma', help='R1 regularisation weight [default: from --cfg]', type=float)
+@click.option('--kimg', help='Training length in thousands of images (fractions allowed) [default: from --cfg]', type=float)
+@click.option('--snap', help='Snapshot interval in ticks', type=int, default=50, show_default=True)
+@click.option('--seed', help='Random seed', type=int, default=0, show_default=True)
+@click.option('--metrics', help='Comma-separated metrics after each snapshot, or "none"', default='fid50k_full', show_default=True)
+@click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
+@click.option('--desc', help='String appended to the run directory name', type=str)
+@click.option('--dry-run', help='Print the options and exit', is_flag=True)
+# Dataset.
+@click.option('--cond', help='Train a conditional model (needs labels)', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--mirror', help='Add x-flipped copies of the images', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--subset', help='Train on a seeded random subset of N images', type=int, metavar='N')
+@click.option('--subset-seed', help='Seed of the --subset choice', type=int, default=0, show_default=True)
+# Augmentation.
+@click.option('--aug', help='Augmentation mode [default: ada, noaug for low_shot]', type=click.Choice(['ada', 'noaug', 'fixed']))
+@click.option('--p', help='Augmentation probability for --aug=fixed', type=float)
+@click.option('--target', help='ADA target value [default: 0.6]', type=float)
+@click.option('--augpipe', help='ADA augmentation pipeline [default: bgc]', type=click.Choice(sorted(augpipe_specs)))
+@click.option('--diffaugment', help='DiffAugment policy, a subset of color,translation,cutout [default: none, all three for low_shot]', type=str)
+# Transfer learning and resume.
+@click.option('--resume', help='Resume from a snapshot: PKL path/URL, RUN_DIR, or "latest" (newest run in --outdir)', metavar='PKL|DIR|latest')
+@click.option('--freezed', help='Freeze the first layers of D', type=int, default=0, show_default=True)
+# Performance.
+@click.option('--fp32', help='Disable mixed precision', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--allow-tf32', help='Allow TF32 for matmul and convolutions', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--workers', help='DataLoader worker processes', type=int, default=3, show_default=True)
+# Overrides.
+@click.option('--cbase', help='Capacity multiplier (channel_base) [default: from --cfg]', type=int)
+@click.option('--cmax', help='Max. feature maps (channel_max) [default: 512]', type=int)
+@click.option('--map-depth', help='Mapping network depth [default: from --cfg]', type=int)
+@click.option('--mbstd-group', help='Minibatch std group size [default: from --cfg]', type=int)
+@click.option('--glr', help='G learning rate [default: from --cfg]', type=float)
+@click.option('--dlr', help='D learning rate [default: from --cfg]', type=float)
+@click.option('--tick', help='Progress print interval in kimg', type=float)
+# Knowledge distillation (KD-DLGAN).
+@click.option('--kd', help='Distillation: none, agg, corr or agg,corr', default='none', show_default=True)
+@click.option('--kd-agg-weight', help='Weight of the aggregated KD loss [default: 10]', type=float)
+@click.option('--kd-corr-weight', help='Weight of each correlated KD loss [default: 10]', type=float)
+@click.option('--kd-agg-p', help='Probability of the cross terms per step [default: 1.0]', type=float)
+@click.option('--kd-dist', help='Per-sample distance [default: l2]', type=click.Choice(['l2', 'l1']))
+@click.option('--kd-corr-norm', help='Correlation normalisation [default: row]', type=click.Choice(['row', 'matrix']))
+@click.option('--kd-clip', help='open_clip model name [default: ViT-B-32]', type=str)
+@click.option('--kd-clip-pretrained', help='open_clip pretrained tag [default: openai]', type=str)
+@click.option('--kd-clip-weights', help='Local CLIP weights file (offline use)', type=click.Path(exists=True, dir_okay=False))
+@click.option('--kd-clip-norm', help='CLIP input normalisation [default: clip]', type=click.Choice(['clip', 'none']))
+@click.option('--kd-resize', help='Resize to the CLIP input size [default: nearest]', type=click.Choice(['nearest', 'bilinear', 'bicubic']))
+@click.option('--kd-prompts', help='Prompt file (one per line) or named set', type=str)
+@click.option('--kd-teacher', help='Teacher weights [default: pretrained]', type=click.Choice(['pretrained', 'random']))
+@click.option('--kd-div', help='Weight of the diversity term on G [default: 0]', type=float)
+def main(**opts):
+    """Train a GAN. Every option lands in RUN_DIR/training_options.json."""
+    torchrun = _torchrun_env()
+    opts['torchrun'] = torchrun is not None
+    if torchrun is not None:
+        rank, world_size, local_rank = torchrun
+        opts['gpus'] = world_size  # The launcher decides the process count.
+    desc, c, num_images = setup_training_loop_kwargs(opts)
+
+    if torchrun is None or rank == 0:
+        run_dir = os.path.join(opts['outdir'], f'XXXXX-{desc}') if opts['dry_run'] else _make_run_dir(opts['outdir'], desc)
+        c.run_dir = run_dir
+        print()
+        print('Training options:')
+        print(json.dumps(c, indent=2))
+        print()
+        print(f'Output directory:    {c.run_dir}')
+        print(f'Number of processes: {c.num_gpus} ({c.device})')
+        print(f'Batch size:          {c.batch_size} images ({c.batch_gpu} per pass)')
+        print(f'Training duration:   {c.total_kimg:g} kimg')
+        print(f'Dataset:             {num_images} images at {c.training_set_kwargs.resolution}x{c.training_set_kwargs.resolution}'
+            + (f' (subset of {opts["subset"]}, seed {opts["subset_seed"]})' if opts['subset'] is not None else ''))
+        print(f'Augmentation:        {"ada" if c.ada_target is not None else "fixed" if c.augment_p > 0 else "none"}'
+            + (f', DiffAugment {c.loss_kwargs.diffaugment}' if c.loss_kwargs.diffaugment else ''))
+        print(f'Distillation:        {c.kd_kwargs.kd}')
+        print()
+        if not opts['dry_run']:
+            print('Creating output directory...')
+            _write_options(run_dir, c)
+    if opts['dry_run']:
+        print('Dry run; exiting.')
+        return
+
+    try:
+        if torchrun is not None:
+            # Multi-node: join the launcher's group; rank 0 tells the others where the run lives.
+            device = _process_device(c, local_rank)
+            if device.type == 'cuda':
+                torch.cuda.set_device(device)
+            torch.distributed.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo', init_method='env://')
+            shared = [c.get('run_dir')]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            c.run_dir = shared[0]
+            subprocess_fn(rank, c, temp_dir=None, local_rank=local_rank, group_ready=True)
+        elif c.num_gpus == 1:
+            subprocess_fn(0, c, temp_dir=None)
+        else:
+            print('Launching processes...')
+            with tempfile.TemporaryDirectory() as temp_dir:
+                torch.multiprocessing.spawn(fn=subprocess_fn, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus)
+    except training_loop.TrainingDiverged as err:
+        raise click.ClickException(str(err))
+    except torch.multiprocessing.ProcessRaisedException as err:
+        raise click.ClickException(f'a training process failed:\n{err}')
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""StyleGAN2 loss: non-saturating logistic loss, lazy R1, path-length regularisation, style mixing, KD hook."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+from training.diffaugment import DiffAugment
+
+#----------------------------------------------------------------------------
+
+PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
+
+class StyleGAN2Loss:
+    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', r1_gamma=10, style_mixing_prob=0,
+                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, kd=None):
+        self.device = torch.device(device)
+        self.G = G
+        self.D = D
+        self.augment_pipe = augment_pipe
+        self.diffaugment = diffaugment or ''
+        self.r1_gamma = r1_gamma
+        self.style_mixing_prob = style_mixing_prob
+        self.pl_weight = pl_weight
+        self.pl_batch_shrink = pl_batch_shrink
+        self.pl_decay = pl_decay
+        self.pl_no_weight_grad = pl_no_weight_grad
+        self.kd = kd
+        self.pl_mean = torch.zeros([], device=self.device)
+
+    # Training state that must survive a resume.
+    def state_dict(self):
+        return dict(pl_mean=self.pl_mean.detach().cpu().clone())
+
+    def load_state_dict(self, state):
+        self.pl_mean.copy_(state['pl_mean'].to(self.device))
+
+    def run_G(self, z, c, update_emas=False):
+        ws = self.G.mapping(z, c, update_emas=update_emas)
+        if self.style_mixing_prob > 0:
+            with torch.autograd.profiler.record_function('style_mixing'):
+                num_ws = ws.shape[1]
+                cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+                cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff, torch.full_like(cutoff, num_ws))
+                mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+                layer_idx = torch.arange(num_ws, device=ws.device)[None, :, None]
+                ws = torch.where(layer_idx < cutoff, ws, mixed)
+        img = self.G.synthesis(ws, update_emas=update_emas)
+        return img, ws
+
+    def augment(self, img):
+        # Reals and fakes go through the same pipeline so that D cannot tell them apart by augmentation.
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img)
+        if self.diffaugment:
+            img = DiffAugment(img, policy=self.diffaugment)
+        return img
+
+    def run_D(self, img, c, return_features=False, update_emas=False):
+        aug = self.augment(img)
+        out = self.D(aug, c, return_features=return_features, update_emas=update_emas)
+        if return_features:
+            logits, feat = out
+        else:
+            logits, feat = out, None
+        return aug, logits, feat
+
+    def _report_kd(self, terms):
+        total = 0
+        for name, value in terms.items():
+            training_stats.report(f'Loss/kd/{name}', value)
+            total = total + value
+        return total
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        if phase not in PHASES:
+            raise ValueError(f'unknown loss phase "{phase}"; expected one of {", ".join(PHASES)}')
+        if self.pl_weight == 0:
+            phase = {'Greg': 'none', 'Gboth': 'Gmain'}.get(phase, phase)
+        if self.r1_gamma == 0:
+            phase = {'Dreg': 'none', 'Dboth': 'Dmain'}.get(phase, phase)
+        do_Gmain = phase in ('Gmain', 'Gboth')
+        do_Gpl = phase in ('Greg', 'Gboth')
+        do_Dmain = phase in ('Dmain', 'Dboth')
+        do_Dr1 = phase in ('Dreg', 'Dboth')
+        use_kd = self.kd is not None
+
+        # Gmain: make D call the fakes real.
+        if do_Gmain:
+            with torch.autograd.profiler.record_function('Gmain_forward'):
+                gen_img, _ws = self.run_G(gen_z, gen_c)
+                gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
+                training_stats.report('Loss/scores/fake', gen_logits)
+                training_stats.report('Loss/signs/fake', gen_logits.sign())
+                loss_Gmain = F.softplus(-gen_logits)
+                training_stats.report('Loss/G/loss', loss_Gmain)
+                total = loss_Gmain.mean()
+                if use_kd:
+                    total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
+            with torch.autograd.profiler.record_function('Gmain_backward'):
+                total.mul(gain).backward()
+
+        # Greg: path-length regularisation on a shrunk batch.
+        if do_Gpl:
+            with torch.autograd.profiler.record_function('Gpl_forward'):
+                batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
+                gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size])
+                pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+                with torch.autograd.profiler.record_function('pl_grads'), conv2d_gradfix.no_weight_gradients(self.pl_no_weight_grad):
+                    pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True, only_inputs=True)[0]
+                pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+                pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
+                self.pl_mean.copy_(pl_mean.detach())
+                pl_penalty = (pl_lengths - pl_mean).square()
+                training_stats.report('Loss/pl_penalty', pl_penalty)
+                loss_Gpl = pl_penalty * self.pl_weight
+                training_stats.report('Loss/G/reg', loss_Gpl)
+            with torch.autograd.profiler.record_function('Gpl_backward'):
+                loss_Gpl.mean().mul(gain).backward()
+
+        # Dmain and/or Dreg. Fake and real passes share ONE backward so the KD cross terms
+        # (teacher of one domain vs student of the other) live in a single graph.
+        if do_Dmain or do_Dr1:
+            name = 'Dboth' if do_Dmain and do_Dr1 else 'Dmain' if do_Dmain else 'Dreg'
+            total = 0
+            with torch.autograd.profiler.record_function(name + '_forward'):
+                if do_Dmain:
+                    with torch.no_grad():  # D's phase: no graph through G.
+                        gen_img, _ws = self.run_G(gen_z, gen_c, update_emas=True)
+                    gen_aug, gen_logits, gen_feat = self.run_D(gen_img, gen_c, return_features=use_kd, update_emas=True)
+                    training_stats.report('Loss/scores/fake', gen_logits)
+                    training_stats.report('Loss/signs/fake', gen_logits.sign())
+                    loss_Dgen = F.softplus(gen_logits)
+                    total = total + loss_Dgen.mean()
+
+                real_img_tmp = real_img.detach().requires_grad_(do_Dr1)
+                real_aug, real_logits, real_feat = self.run_D(real_img_tmp, real_c, return_features=use_kd and do_Dmain)
+                training_stats.report('Loss/scores/real', real_logits)
+                training_stats.report('Loss/signs/real', real_logits.sign())
+
+                if do_Dmain:
+                    loss_Dreal = F.softplus(-real_logits)
+                    training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
+                    total = total + loss_Dreal.mean()
+                    if use_kd:
+                        terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
+                        total = total + self._report_kd(terms)
+
+                if do_Dr1:
+                    with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients():
+                        r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp], create_graph=True, only_inputs=True)[0]
+                    r1_penalty = r1_grads.square().sum([1, 2, 3])
+                    loss_Dr1 = r1_penalty * (self.r1_gamma / 2)
+                    training_stats.report('Loss/r1_penalty', r1_penalty)
+                    training_stats.report('Loss/D/reg', loss_Dr1)
+                    total = total + loss_Dr1.mean()
+            with torch.autograd.profiler.record_function(name + '_backward'):
+                total.mul(gain).backward()
+
+#----------------------------------------------------------------------------

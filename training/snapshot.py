@@ -1,0 +1,47 @@
+"""Network snapshots: atomic pickle writes and a loader for this project's and NVIDIA's pickles."""
+
+import os
+import pickle
+
+import dnnlib
+
+#----------------------------------------------------------------------------
+# Keys of a network pickle in the StyleGAN2-ADA format. Only G_ema is needed
+# to generate; the rest may be absent in hand-made or trimmed pickles.
+
+_NETWORK_KEYS = ('G', 'D', 'G_ema')
+_OPTIONAL_KEYS = ('augment_pipe', 'training_set_kwargs', 'resume_state')
+
+def save_snapshot(path, data):
+    """Pickle `data` to `path` via a temporary file in the same folder, so a crash never leaves half a file."""
+    if not isinstance(data, dict) or 'G_ema' not in data:
+        raise ValueError('save_snapshot: data must be a dict holding at least G_ema')
+    with dnnlib.util.atomic_write(path, 'wb') as f:
+        pickle.dump(data, f)
+
+#----------------------------------------------------------------------------
+
+def load_network_pkl(f):
+    """Load a network pickle from a path, URL or binary file object; returns a dict with G, D, G_ema, ...
+
+    Missing optional entries are filled with None so callers can index them directly.
+    """
+    if isinstance(f, (str, os.PathLike)):
+        name = os.fspath(f)
+        with dnnlib.util.open_url(name, verbose=False) as fp:
+            return _load(fp, name)
+    return _load(f, getattr(f, 'name', '<file object>'))
+
+def _load(fp, name):
+    try:
+        data = pickle.load(fp)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
+        raise ValueError(f'{name}: not a network pickle ({type(err).__name__}: {err})') from err
+    if not isinstance(data, dict) or 'G_ema' not in data:
+        found = sorted(data.keys()) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f'{name}: not a network pickle: expected a dict with G_ema (and G, D), found {found}')
+    for key in _NETWORK_KEYS + _OPTIONAL_KEYS:
+        data.setdefault(key, None)
+    return data
+
+#----------------------------------------------------------------------------
