@@ -1,9 +1,11 @@
-"""Train a GAN (StyleGAN2 backbone, optional ADA / DiffAugment and KD-DLGAN distillation).
+"""Train a GAN (StyleGAN2 or BigGAN backbone, optional ADA / DiffAugment / LeCam and KD-DLGAN distillation).
 
 Examples:
     python train.py --outdir=runs --data=datasets/cifar10.zip --cfg=cifar --gpus=2
     python train.py --outdir=runs --data=datasets/obama.zip --cfg=low_shot --mirror=1 --kd=agg,corr
     python train.py --outdir=runs --data=datasets/obama.zip --resume=latest
+    python train.py --outdir=runs --data=datasets/cifar10-train.zip --cfg=biggan-cifar --cond=1 --subset=5000 \
+        --metric-data=datasets/cifar10-test.zip --metrics=fid10k_full --kd=agg,corr
     torchrun --nnodes=2 --nproc_per_node=8 ... train.py --outdir=runs --data=...   (multi-node)
 """
 
@@ -36,6 +38,11 @@ CONFIG_PRESETS = {
     # 100-shot / AnimalFace (DiffAugment's low-shot StyleGAN2 setting); no ADA, DiffAugment instead.
     'low_shot':  dict(ref_gpus=1,  kimg=300,    mb=8,  mbstd=4,  fmaps=0.5, lrate=0.002,  gamma=10,   ema=2.5, ramp=0.05, map=2,
                       aug='noaug', diffaugment='color,translation,cutout'),
+    # The 32x32 BigGAN of DiffAugment's CIFAR experiments: hinge loss, Adam(2e-4, betas 0/0.999), batch 50,
+    # 4 D steps per G step, G_ema decay 0.9999 per G step (= a half-life of 346.6 kimg of G images) from
+    # G iteration 1000 (= 200 kimg of reals), DiffAugment translation,cutout, mirrored data. kimg counts reals.
+    'biggan-cifar': dict(backbone='biggan', ref_gpus=1, kimg=50000, mb=50, ch=64, lrate=2e-4, betas=[0.0, 0.999],
+                      d_steps=4, ema=346.6, ramp=None, ema_start=200, aug='noaug', diffaugment='translation,cutout', mirror=True),
 }
 
 KD_PARTS = ('agg', 'corr')
@@ -124,16 +131,19 @@ def setup_training_loop_kwargs(opts):
     # Dataset.
     if o.subset is not None and o.subset < 1:
         raise click.UsageError('--subset must be at least 1')
+    spec = dnnlib.EasyDict(CONFIG_PRESETS[o.cfg])
+    mirror = o.mirror if o.mirror is not None else spec.get('mirror', False)
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=o.data, use_labels=o.cond,
-        xflip=o.mirror, subset=o.subset, subset_seed=o.subset_seed)
+        xflip=mirror, subset=o.subset, subset_seed=o.subset_seed)
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(c.device == 'cuda'), num_workers=o.workers,
         prefetch_factor=(2 if o.workers > 0 else None))
     if o.workers < 0:
         raise click.UsageError('--workers must be non-negative')
     training_set = _open_dataset(c.training_set_kwargs)
-    res = training_set.resolution
-    if res < 4 or res & (res - 1) != 0 or training_set.image_shape[1] != training_set.image_shape[2]:
-        raise click.UsageError(f'--data: images must be square with a power-of-two side >= 4, got {training_set.image_shape[2]}x{training_set.image_shape[1]}')
+    _channels, height, width = training_set.image_shape
+    if height != width or height < 4 or height & (height - 1) != 0:
+        raise click.UsageError(f'--data: images must be square with a power-of-two side >= 4, got {width}x{height}')
+    res = height
     if o.cond and not training_set.has_labels:
         raise click.UsageError('--cond=1 requires labels in dataset.json, but the dataset has none')
     c.training_set_kwargs.resolution = res
@@ -145,12 +155,18 @@ def setup_training_loop_kwargs(opts):
         desc += '-cond'
     if o.subset is not None:
         desc += f'-subset{o.subset}s{o.subset_seed}'
-    if o.mirror:
+    if mirror:
         desc += '-mirror'
+    if o.metric_data is not None:
+        c.metric_data = o.metric_data
+        _open_dataset(dict(c.training_set_kwargs, path=o.metric_data, subset=None))  # Fail now, not after the first snapshot.
+    if o.detector_dir is not None:
+        if not os.path.isdir(o.detector_dir):
+            raise click.UsageError(f'--detector-dir: {o.detector_dir} is not a folder')
+        c.detector_dir = o.detector_dir
 
     # Base configuration.
     desc += f'-{o.cfg}'
-    spec = dnnlib.EasyDict(CONFIG_PRESETS[o.cfg])
     if o.cfg == 'auto':
         _auto_spec(spec, res, o.gpus)
     if o.kimg is not None:
@@ -159,6 +175,8 @@ def setup_training_loop_kwargs(opts):
         spec.kimg = o.kimg
         desc += f'-kimg{o.kimg:g}'
     if o.gamma is not None:
+        if spec.get('backbone') == 'biggan':
+            raise click.UsageError('--gamma (R1) does not apply to --cfg=biggan-cifar, which uses the hinge loss without R1')
         if o.gamma < 0:
             raise click.UsageError('--gamma must be non-negative')
         spec.gamma = o.gamma
@@ -170,7 +188,8 @@ def setup_training_loop_kwargs(opts):
             raise click.UsageError(f'--batch={o.batch} must be a positive multiple of --gpus={o.gpus}')
         c.batch_size = o.batch
         c.batch_gpu = o.batch // o.gpus
-        spec.mbstd = min(spec.mbstd, c.batch_gpu)
+        if 'mbstd' in spec:
+            spec.mbstd = min(spec.mbstd, c.batch_gpu)
         desc += f'-batch{o.batch}'
     if o.batch_gpu is not None:
         if o.batch_gpu < 1:
@@ -178,54 +197,21 @@ def setup_training_loop_kwargs(opts):
         c.batch_gpu = o.batch_gpu
     if c.batch_size % (c.batch_gpu * o.gpus) != 0:
         raise click.UsageError(f'batch size {c.batch_size} must be a multiple of --batch-gpu ({c.batch_gpu}) times --gpus ({o.gpus})')
-    if o.mbstd_group is not None:
-        if o.mbstd_group < 1:
-            raise click.UsageError('--mbstd-group must be at least 1')
-        spec.mbstd = o.mbstd_group
-    if c.batch_gpu % min(spec.mbstd, c.batch_gpu) != 0:
-        raise click.UsageError(f'images per GPU ({c.batch_gpu}) must be a multiple of the minibatch-std group size ({spec.mbstd}); set --mbstd-group')
-
     c.total_kimg = spec.kimg
     c.kimg_per_tick = 4 if o.tick is None else o.tick
     if not c.kimg_per_tick > 0:
         raise click.UsageError('--tick must be positive')
     c.ema_kimg = spec.ema
     c.ema_rampup = spec.ramp
-    c.G_reg_interval = 4  # Lazy path-length regularisation.
-    c.D_reg_interval = 16  # Lazy R1.
-
-    channel_base = int(spec.fmaps * 32768) if o.cbase is None else o.cbase
-    channel_max = 512 if o.cmax is None else o.cmax
-    map_depth = spec.map if o.map_depth is None else o.map_depth
-    for name, value in [('--cbase', channel_base), ('--cmax', channel_max), ('--map-depth', map_depth)]:
-        if value < 1:
-            raise click.UsageError(f'{name} must be at least 1')
-    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=512, w_dim=512,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=map_depth), channel_base=channel_base, channel_max=channel_max,
-        num_fp16_res=4, conv_clamp=256)
-    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
-        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd),
-        channel_base=channel_base, channel_max=channel_max, num_fp16_res=4, conv_clamp=256)
-    glr = spec.lrate if o.glr is None else o.glr
-    dlr = spec.lrate if o.dlr is None else o.dlr
-    if not (glr > 0 and dlr > 0):
-        raise click.UsageError('--glr and --dlr must be positive')
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=glr, betas=[0, 0.99], eps=1e-8)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=dlr, betas=[0, 0.99], eps=1e-8)
-    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
-        style_mixing_prob=0.9, pl_weight=2, diffaugment='')
-    if o.cfg == 'cifar':
-        c.loss_kwargs.pl_weight = 0  # Disable path-length regularisation.
-        c.loss_kwargs.style_mixing_prob = 0  # Disable style mixing.
-        c.D_kwargs.architecture = 'orig'  # Disable residual skip connections.
-    if o.freezed < 0:
-        raise click.UsageError('--freezed must be non-negative')
-    if o.freezed > 0:
-        c.D_kwargs.block_kwargs.freeze_layers = o.freezed
-        desc += f'-freezed{o.freezed}'
-    if o.fp32:
-        c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
-        c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+    if o.lecam < 0:
+        raise click.UsageError('--lecam must be non-negative')
+    if spec.get('backbone') == 'biggan':
+        desc = setup_biggan_kwargs(o, c, spec, desc)
+    else:
+        desc = setup_stylegan2_kwargs(o, c, spec, desc)
+    if o.lecam > 0:
+        c.loss_kwargs.lecam = o.lecam
+        desc += f'-lecam{o.lecam:g}'
     c.cudnn_benchmark = not o.nobench
     c.allow_tf32 = o.allow_tf32
 
@@ -278,6 +264,75 @@ def setup_training_loop_kwargs(opts):
     if o.desc is not None:
         desc += f'-{o.desc}'
     return desc, c, num_images
+
+def _learning_rates(o, spec):
+    glr = spec.lrate if o.glr is None else o.glr
+    dlr = spec.lrate if o.dlr is None else o.dlr
+    if not (glr > 0 and dlr > 0):
+        raise click.UsageError('--glr and --dlr must be positive')
+    return glr, dlr
+
+def setup_stylegan2_kwargs(o, c, spec, desc):
+    """Networks, optimizers and loss of the StyleGAN2 presets."""
+    if o.mbstd_group is not None:
+        if o.mbstd_group < 1:
+            raise click.UsageError('--mbstd-group must be at least 1')
+        spec.mbstd = o.mbstd_group
+    if c.batch_gpu % min(spec.mbstd, c.batch_gpu) != 0:
+        raise click.UsageError(f'images per GPU ({c.batch_gpu}) must be a multiple of the minibatch-std group size ({spec.mbstd}); set --mbstd-group')
+    c.G_reg_interval = 4  # Lazy path-length regularisation.
+    c.D_reg_interval = 16  # Lazy R1.
+    channel_base = int(spec.fmaps * 32768) if o.cbase is None else o.cbase
+    channel_max = 512 if o.cmax is None else o.cmax
+    map_depth = spec.map if o.map_depth is None else o.map_depth
+    for name, value in [('--cbase', channel_base), ('--cmax', channel_max), ('--map-depth', map_depth)]:
+        if value < 1:
+            raise click.UsageError(f'{name} must be at least 1')
+    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=512, w_dim=512,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=map_depth), channel_base=channel_base, channel_max=channel_max,
+        num_fp16_res=4, conv_clamp=256)
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd),
+        channel_base=channel_base, channel_max=channel_max, num_fp16_res=4, conv_clamp=256)
+    glr, dlr = _learning_rates(o, spec)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=glr, betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=dlr, betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
+        style_mixing_prob=0.9, pl_weight=2, diffaugment='')
+    if o.cfg == 'cifar':
+        c.loss_kwargs.pl_weight = 0  # Disable path-length regularisation.
+        c.loss_kwargs.style_mixing_prob = 0  # Disable style mixing.
+        c.D_kwargs.architecture = 'orig'  # Disable residual skip connections.
+    if o.freezed < 0:
+        raise click.UsageError('--freezed must be non-negative')
+    if o.freezed > 0:
+        c.D_kwargs.block_kwargs.freeze_layers = o.freezed
+        desc += f'-freezed{o.freezed}'
+    if o.fp32:
+        c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
+        c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+    return desc
+
+def setup_biggan_kwargs(o, c, spec, desc):
+    """Networks, optimizers and loss of --cfg=biggan-cifar; --cbase sets the channel multiplier (G_ch = D_ch)."""
+    for flag, value in [('--cmax', o.cmax), ('--map-depth', o.map_depth), ('--mbstd-group', o.mbstd_group)]:
+        if value is not None:
+            raise click.UsageError(f'{flag} does not apply to --cfg=biggan-cifar (use --cbase for the channel multiplier)')
+    if o.freezed != 0:
+        raise click.UsageError('--freezed does not apply to --cfg=biggan-cifar')
+    ch = spec.ch if o.cbase is None else o.cbase
+    if ch < 1:
+        raise click.UsageError('--cbase must be at least 1')
+    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Generator', z_dim=128, ch=ch)
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Discriminator', ch=ch)
+    glr, dlr = _learning_rates(o, spec)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=glr, betas=list(spec.betas), eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=dlr, betas=list(spec.betas), eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.BigGANLoss', diffaugment='')
+    c.G_reg_interval = c.D_reg_interval = None  # No lazy regularisation.
+    c.D_steps = spec.d_steps
+    c.ema_start_kimg = spec.ema_start
+    return desc
 
 def setup_kd_kwargs(o):
     """KD options only fill kd_kwargs (the kd package validates the values it receives)."""
@@ -363,12 +418,14 @@ def _write_options(run_dir, c):
 @click.option('--snap', help='Snapshot interval in ticks', type=int, default=50, show_default=True)
 @click.option('--seed', help='Random seed', type=int, default=0, show_default=True)
 @click.option('--metrics', help='Comma-separated metrics after each snapshot, or "none"', default='fid50k_full', show_default=True)
+@click.option('--metric-data', help='Reference dataset of the metrics [default: the training data]', metavar='PATH')
+@click.option('--detector-dir', help='Folder with the metric detector files (offline use)', metavar='DIR')
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @click.option('--desc', help='String appended to the run directory name', type=str)
 @click.option('--dry-run', help='Print the options and exit', is_flag=True)
 # Dataset.
 @click.option('--cond', help='Train a conditional model (needs labels)', type=bool, default=False, metavar='BOOL', show_default=True)
-@click.option('--mirror', help='Add x-flipped copies of the images', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--mirror', help='Add x-flipped copies of the images [default: from --cfg, off except biggan-cifar]', type=bool, metavar='BOOL')
 @click.option('--subset', help='Train on a seeded random subset of N images', type=int, metavar='N')
 @click.option('--subset-seed', help='Seed of the --subset choice', type=int, default=0, show_default=True)
 # Augmentation.
@@ -393,6 +450,7 @@ def _write_options(run_dir, c):
 @click.option('--glr', help='G learning rate [default: from --cfg]', type=float)
 @click.option('--dlr', help='D learning rate [default: from --cfg]', type=float)
 @click.option('--tick', help='Progress print interval in kimg', type=float)
+@click.option('--lecam', help='LeCam regularisation weight (0.3 in the paper\'s best CIFAR runs)', type=float, default=0, show_default=True)
 # Knowledge distillation (KD-DLGAN).
 @click.option('--kd', help='Distillation: none, agg, corr or agg,corr', default='none', show_default=True)
 @click.option('--kd-agg-weight', help='Weight of the aggregated KD loss [default: 10]', type=float)

@@ -46,4 +46,20 @@ def test_resume_is_exact(tmp_path):
     early = _final(first)
     assert not all(torch.equal(p, q) for p, q in zip(early['G'].parameters(), a['G'].parameters()))
 
+def test_biggan_resume_with_lecam_is_exact(tmp_path):
+    # 4 D steps per G step and LeCam anchors (part of the loss state) must continue exactly too.
+    data = make_dataset_zip(tmp_path / 'tiny.zip', num=6, res=32)
+    args = ['--cfg=biggan-cifar', '--cbase=2', '--batch=2', '--tick=0.008', '--snap=100', '--lecam=0.3',
+        '--metrics=none', '--workers=0', '--device=cpu']
+    first, resumed, straight = (str(tmp_path / name) for name in ['first', 'resumed', 'straight'])
+    assert run_train(['--outdir', first, '--data', data, '--kimg=0.016'] + args).exit_code == 0
+    result = run_train(['--outdir', resumed, '--data', data, '--kimg=0.032', '--resume', only_run_dir(first)] + args)
+    assert result.exit_code == 0, result.output
+    assert run_train(['--outdir', straight, '--data', data, '--kimg=0.032'] + args).exit_code == 0
+    a, b = _final(resumed), _final(straight)
+    assert a['resume_state']['cur_nimg'] == 32 and a['resume_state']['batch_idx'] == 4  # 8 reals per step.
+    _assert_same(a, b)
+    assert a['resume_state']['loss']['lecam_anchors'] == b['resume_state']['loss']['lecam_anchors']
+    assert a['resume_state']['loss']['lecam_anchors']['real'] is not None
+
 #----------------------------------------------------------------------------

@@ -165,4 +165,14 @@ def test_train_with_kd_on_conditional_data(tmp_path):
     D = load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['D']
     assert hasattr(D, 'kd_head')  # The head is part of D, saved and trained with it.
 
+def test_lecam_with_stylegan2(tmp_path):
+    data = make_dataset_zip(tmp_path / 'tiny.zip')
+    outdir = str(tmp_path / 'runs')
+    result = run_train(['--outdir', outdir, '--data', data, '--kimg=0.008', '--lecam=0.3'] + TINY_ARGS)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(outdir)
+    assert json.load(open(os.path.join(run_dir, 'training_options.json')))['loss_kwargs']['lecam'] == 0.3
+    last = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))][-1]
+    assert np.isfinite(last['Loss/lecam_penalty']['mean'])
+
 #----------------------------------------------------------------------------

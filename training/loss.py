@@ -1,4 +1,5 @@
-"""StyleGAN2 loss: non-saturating logistic loss, lazy R1, path-length regularisation, style mixing, KD hook."""
+"""GAN losses: StyleGAN2 (non-saturating logistic, lazy R1, path-length regularisation, style mixing) and
+BigGAN (hinge), both with optional LeCam regularisation and the KD hook in D's main phase."""
 
 import numpy as np
 import torch
@@ -7,47 +8,35 @@ import torch.nn.functional as F
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from training.diffaugment import DiffAugment
+from training.lecam import LeCamAnchors, lecam_penalty
 
 #----------------------------------------------------------------------------
 
 PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
-class StyleGAN2Loss:
-    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', r1_gamma=10, style_mixing_prob=0,
-                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, kd=None):
+class GANLoss:
+    """What every backbone's loss shares: augmentation of reals and fakes, D with features for KD,
+    the KD terms, and LeCam. Subclasses implement accumulate_gradients()."""
+
+    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', lecam=0, lecam_decay=0.99, kd=None):
+        if lecam < 0:
+            raise ValueError(f'lecam weight must be non-negative, got {lecam}')
         self.device = torch.device(device)
         self.G = G
         self.D = D
         self.augment_pipe = augment_pipe
         self.diffaugment = diffaugment or ''
-        self.r1_gamma = r1_gamma
-        self.style_mixing_prob = style_mixing_prob
-        self.pl_weight = pl_weight
-        self.pl_batch_shrink = pl_batch_shrink
-        self.pl_decay = pl_decay
-        self.pl_no_weight_grad = pl_no_weight_grad
+        self.lecam = lecam
+        self.lecam_anchors = LeCamAnchors(decay=lecam_decay)
         self.kd = kd
-        self.pl_mean = torch.zeros([], device=self.device)
 
     # Training state that must survive a resume.
     def state_dict(self):
-        return dict(pl_mean=self.pl_mean.detach().cpu().clone())
+        return dict(lecam_anchors=self.lecam_anchors.state_dict())
 
     def load_state_dict(self, state):
-        self.pl_mean.copy_(state['pl_mean'].to(self.device))
-
-    def run_G(self, z, c, update_emas=False):
-        ws = self.G.mapping(z, c, update_emas=update_emas)
-        if self.style_mixing_prob > 0:
-            with torch.autograd.profiler.record_function('style_mixing'):
-                num_ws = ws.shape[1]
-                cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
-                cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff, torch.full_like(cutoff, num_ws))
-                mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
-                layer_idx = torch.arange(num_ws, device=ws.device)[None, :, None]
-                ws = torch.where(layer_idx < cutoff, ws, mixed)
-        img = self.G.synthesis(ws, update_emas=update_emas)
-        return img, ws
+        if 'lecam_anchors' in state:
+            self.lecam_anchors.load_state_dict(state['lecam_anchors'])
 
     def augment(self, img):
         # Reals and fakes go through the same pipeline so that D cannot tell them apart by augmentation.
@@ -72,6 +61,55 @@ class StyleGAN2Loss:
             training_stats.report(f'Loss/kd/{name}', value)
             total = total + value
         return total
+
+    def _lecam_term(self, real_logits, gen_logits):
+        """Weighted LeCam penalty; the anchors move with the batch means, averaged over processes so
+        that every rank keeps the same anchors."""
+        if self.lecam == 0:
+            return 0
+        means = torch.stack([real_logits.detach().mean(), gen_logits.detach().mean()]).to(torch.float32)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(means)
+            means /= torch.distributed.get_world_size()
+        self.lecam_anchors.update(means[0], means[1])
+        penalty = lecam_penalty(real_logits, gen_logits, self.lecam_anchors.real, self.lecam_anchors.fake)
+        training_stats.report('Loss/lecam_penalty', penalty)
+        return penalty * self.lecam
+
+#----------------------------------------------------------------------------
+
+class StyleGAN2Loss(GANLoss):
+    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', r1_gamma=10, style_mixing_prob=0,
+                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, lecam=0, lecam_decay=0.99, kd=None):
+        super().__init__(device=device, G=G, D=D, augment_pipe=augment_pipe, diffaugment=diffaugment, lecam=lecam,
+            lecam_decay=lecam_decay, kd=kd)
+        self.r1_gamma = r1_gamma
+        self.style_mixing_prob = style_mixing_prob
+        self.pl_weight = pl_weight
+        self.pl_batch_shrink = pl_batch_shrink
+        self.pl_decay = pl_decay
+        self.pl_no_weight_grad = pl_no_weight_grad
+        self.pl_mean = torch.zeros([], device=self.device)
+
+    def state_dict(self):
+        return dict(super().state_dict(), pl_mean=self.pl_mean.detach().cpu().clone())
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.pl_mean.copy_(state['pl_mean'].to(self.device))
+
+    def run_G(self, z, c, update_emas=False):
+        ws = self.G.mapping(z, c, update_emas=update_emas)
+        if self.style_mixing_prob > 0:
+            with torch.autograd.profiler.record_function('style_mixing'):
+                num_ws = ws.shape[1]
+                cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+                cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff, torch.full_like(cutoff, num_ws))
+                mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+                layer_idx = torch.arange(num_ws, device=ws.device)[None, :, None]
+                ws = torch.where(layer_idx < cutoff, ws, mixed)
+        img = self.G.synthesis(ws, update_emas=update_emas)
+        return img, ws
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         if phase not in PHASES:
@@ -143,6 +181,7 @@ class StyleGAN2Loss:
                     loss_Dreal = F.softplus(-real_logits)
                     training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
                     total = total + loss_Dreal.mean()
+                    total = total + self._lecam_term(real_logits, gen_logits)
                     if use_kd:
                         terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
                         total = total + self._report_kd(terms)
@@ -157,5 +196,49 @@ class StyleGAN2Loss:
                     total = total + loss_Dr1.mean()
             with torch.autograd.profiler.record_function(name + '_backward'):
                 total.mul(gain).backward()
+
+#----------------------------------------------------------------------------
+
+class BigGANLoss(GANLoss):
+    """Hinge loss of BigGAN: D minimises relu(1 - D(x)) + relu(1 + D(G(z))), G minimises -D(G(z)).
+    No regularisation phases: Gboth/Dboth are the main phases."""
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        phase = {'Gboth': 'Gmain', 'Dboth': 'Dmain'}.get(phase, phase)
+        if phase not in ('Gmain', 'Dmain'):
+            raise ValueError(f'BigGANLoss has no phase "{phase}"; expected Gmain or Dmain (no lazy regularisation)')
+        use_kd = self.kd is not None
+
+        if phase == 'Gmain':
+            with torch.autograd.profiler.record_function('Gmain_forward'):
+                gen_img = self.G(gen_z, gen_c)
+                gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
+                training_stats.report('Loss/scores/fake', gen_logits)
+                training_stats.report('Loss/signs/fake', gen_logits.sign())
+                loss_G = -gen_logits
+                training_stats.report('Loss/G/loss', loss_G)
+                total = loss_G.mean()
+                if use_kd:
+                    total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
+            with torch.autograd.profiler.record_function('Gmain_backward'):
+                total.mul(gain).backward()
+            return
+
+        with torch.autograd.profiler.record_function('Dmain_forward'):
+            with torch.no_grad():  # D's phase: no graph through G.
+                gen_img = self.G(gen_z, gen_c)
+            gen_aug, gen_logits, gen_feat = self.run_D(gen_img, gen_c, return_features=use_kd)
+            real_aug, real_logits, real_feat = self.run_D(real_img.detach(), real_c, return_features=use_kd)
+            for name, logits in [('fake', gen_logits), ('real', real_logits)]:
+                training_stats.report(f'Loss/scores/{name}', logits)
+                training_stats.report(f'Loss/signs/{name}', logits.sign())
+            loss_D = F.relu(1 - real_logits).mean() + F.relu(1 + gen_logits).mean()
+            training_stats.report('Loss/D/loss', loss_D)
+            total = loss_D + self._lecam_term(real_logits, gen_logits)
+            if use_kd:
+                terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
+                total = total + self._report_kd(terms)
+        with torch.autograd.profiler.record_function('Dmain_backward'):
+            total.mul(gain).backward()
 
 #----------------------------------------------------------------------------

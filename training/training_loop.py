@@ -162,6 +162,8 @@ def training_loop(
     loss_kwargs             = {},       # Options for the loss.
     kd_kwargs               = {},       # Options for knowledge distillation (kd.loss.build_kd_terms).
     metrics                 = [],       # Metrics evaluated after each network snapshot.
+    metric_data             = None,     # Reference dataset of the metrics (path); None = the training set.
+    detector_dir            = None,     # Folder holding the metrics' detector files (offline use).
     random_seed             = 0,        # Global random seed.
     num_gpus                = 1,        # Number of processes taking part.
     rank                    = 0,        # Rank of this process in [0, num_gpus).
@@ -169,6 +171,8 @@ def training_loop(
     batch_gpu               = 4,        # Images per forward/backward pass on one process.
     ema_kimg                = 10,       # Half-life of the EMA of G, in thousands of images.
     ema_rampup              = 0.05,     # EMA ramp-up coefficient; None = no ramp-up.
+    ema_start_kimg          = 0,        # G_ema is a plain copy of G until this many kimg (BigGAN's ema_start).
+    D_steps                 = 1,        # D steps per G step, each on its own batch of reals (BigGAN: 4).
     G_reg_interval          = 4,        # Lazy regularisation interval for G; None = every step with the main loss.
     D_reg_interval          = 16,       # Lazy regularisation interval for D; None = every step with the main loss.
     augment_p               = 0,        # Initial ADA probability.
@@ -193,6 +197,9 @@ def training_loop(
     if batch_size % (batch_gpu * num_gpus) != 0:
         raise ValueError(f'batch_size={batch_size} must be a multiple of batch_gpu * num_gpus = {batch_gpu} * {num_gpus}')
     rounds = batch_size // (batch_gpu * num_gpus)
+    if D_steps < 1:
+        raise ValueError(f'D_steps must be at least 1, got {D_steps}')
+    step_nimg = batch_size * D_steps  # Real images shown to D per training step.
 
     # The same seed on every rank: identical initial weights; per-step randomness comes from _seed_chunk.
     np.random.seed(random_seed)
@@ -254,10 +261,13 @@ def training_loop(
 
     # Summaries.
     if rank == 0:
+        # In eval mode, so the pass does not advance state kept in buffers (spectral-norm vectors).
+        G.eval(); D.eval()
         z = torch.empty([batch_gpu, G.z_dim], device=device)
         c = torch.empty([batch_gpu, G.c_dim], device=device)
         img = misc.print_module_summary(G, [z, c])
         misc.print_module_summary(D, [img, c])
+        G.train(); D.train()
 
     # Identical starting point on every rank.
     if num_gpus > 1:
@@ -280,11 +290,15 @@ def training_loop(
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
         opt = dnnlib.util.construct_class_by_name(module.parameters(), **opt_kwargs)
         optimizers[name] = opt
-        if reg_interval is None:
-            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
-        else:
-            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
-            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
+        # D's main phase repeats D_steps times per step, the k-th on the k-th batch of reals.
+        repeats = D_steps if name == 'D' else 1
+        for real_idx in range(repeats):
+            if reg_interval is None:
+                phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1, real_idx=real_idx)]
+            else:
+                phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1, real_idx=real_idx)]
+        if reg_interval is not None:
+            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval, real_idx=0)]
     for phase in phases:
         phase.start_event = phase.end_event = None
         if rank == 0 and device.type == 'cuda':
@@ -348,9 +362,11 @@ def training_loop(
     while True:
         # Fetch reals; latents and labels for fakes are drawn per chunk from the chunk's seed.
         with torch.autograd.profiler.record_function('data_fetch'):
-            phase_real_img, phase_real_c = next(training_set_iterator)
-            phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-            phase_real_c = phase_real_c.to(device).split(batch_gpu)
+            step_reals = []
+            for _ in range(D_steps):
+                real_img, real_c = next(training_set_iterator)
+                step_reals.append(((real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu),
+                    real_c.to(device).split(batch_gpu)))
 
         nonfinite = torch.zeros([], dtype=torch.bool, device=device)
         for phase_idx, phase in enumerate(phases):
@@ -363,6 +379,7 @@ def training_loop(
             # gradient is the mean over the global batch, whatever batch_gpu and num_gpus are.
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
+            phase_real_img, phase_real_c = step_reals[phase.real_idx]
             for round_idx, (real_img, real_c) in enumerate(zip(phase_real_img, phase_real_c)):
                 label_rnd = _seed_chunk(random_seed, batch_idx, phase_idx, rank * rounds + round_idx)
                 gen_z = torch.randn([batch_gpu, G.z_dim], device=device)
@@ -400,10 +417,11 @@ def training_loop(
 
         # EMA of G.
         with torch.autograd.profiler.record_function('Gema'):
-            update_ema(G, G_ema, ema_beta(cur_nimg, batch_size, ema_kimg, ema_rampup))
+            beta = ema_beta(cur_nimg, batch_size, ema_kimg, ema_rampup) if cur_nimg >= ema_start_kimg * 1000 else 0
+            update_ema(G, G_ema, beta)
 
-        cur_nimg += batch_size
-        sampler_pos += batch_size
+        cur_nimg += step_nimg
+        sampler_pos += step_nimg
         batch_idx += 1
 
         # ADA: adjust p from the signs of D on reals over the last ada_interval steps.
@@ -412,7 +430,7 @@ def training_loop(
             num = ada_carry[0] + ada_stats.num('Loss/signs/real')
             total = ada_carry[1] + (ada_stats.num('Loss/signs/real') * ada_stats.mean('Loss/signs/real') if ada_stats.num('Loss/signs/real') > 0 else 0.0)
             if num > 0:
-                new_p = ada_adjust(float(augment_pipe.p), total / num, ada_target, batch_size * ada_interval, ada_kimg)
+                new_p = ada_adjust(float(augment_pipe.p), total / num, ada_target, step_nimg * ada_interval, ada_kimg)
                 augment_pipe.p.copy_(torch.as_tensor(new_p))
             ada_carry = [0, 0.0]
 
@@ -484,9 +502,10 @@ def training_loop(
         if (snapshot_data is not None) and (len(metrics) > 0):
             from metrics import metric_main  # Imported only when used: it pulls in the detectors' stack.
             log('Evaluating metrics...')
+            metric_dataset_kwargs = dict(training_set_kwargs) if metric_data is None else dict(training_set_kwargs, path=metric_data)
             for metric in metrics:
-                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'], dataset_kwargs=training_set_kwargs,
-                    num_gpus=num_gpus, rank=rank, device=device)
+                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'], dataset_kwargs=metric_dataset_kwargs,
+                    num_gpus=num_gpus, rank=rank, device=device, detector_dir=detector_dir)
                 if rank == 0:
                     metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
                 stats_metrics.update(result_dict['results'])
