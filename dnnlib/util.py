@@ -58,7 +58,7 @@ class Logger:
     def write(self, text):
         if isinstance(text, bytes):
             text = text.decode()
-        if len(text) == 0:  # Some callers flush by writing an empty string.
+        if len(text) == 0 or self.stdout is None:  # Empty writes are flushes; a closed Logger stays silent.
             return
         if self.file is not None:
             self.file.write(text)
@@ -67,6 +67,9 @@ class Logger:
             self.flush()
 
     def flush(self):
+        # Handlers (e.g. logging's) may keep a closed Logger and flush it at exit.
+        if self.stdout is None:
+            return
         if self.file is not None:
             self.file.flush()
         self.stdout.flush()

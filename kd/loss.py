@@ -55,7 +55,7 @@ class KDTerms:
     frozen teacher and the text embeddings; the trainable head lives in D (D.kd_head)."""
 
     def __init__(self, D, teacher, prompts, parts, agg_weight, corr_weight, agg_p, dist, corr_norm, div_weight,
-            options, seed=0):
+            options):
         self.D = D
         self.teacher = teacher
         self.prompts = list(prompts)
@@ -68,7 +68,6 @@ class KDTerms:
         self.corr_norm = corr_norm
         self.div_weight = div_weight
         self.options = options
-        self.gate_generator = torch.Generator().manual_seed(int(seed))  # Same gates on every rank.
 
     def d_terms(self, real_img, real_feat, gen_img, gen_feat):
         """Weighted terms for D's main phase: 'agg' and/or 'corr_real', 'corr_fake' (scalars).
@@ -88,7 +87,9 @@ class KDTerms:
 
         terms = dict()
         if 'agg' in self.parts:
-            gate = agkd.sample_cross_gate(self.agg_p, generator=self.gate_generator)
+            # torch's global RNG: the training loop seeds it per pass, so gates survive a resume and do
+            # not depend on the number of processes.
+            gate = agkd.sample_cross_gate(self.agg_p)
             raw = agkd.agkd_loss(teacher_real, teacher_fake, student_real, student_fake, dist=self.dist,
                 cross_gate=gate)
             training_stats.report('Loss/kd/agg_raw', raw.detach())
@@ -119,7 +120,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
         kd_corr_weight=10, kd_agg_p=1.0, kd_dist='l2', kd_corr_norm='row', kd_clip='ViT-B-32',
         kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest',
         kd_prompts=None, kd_teacher='pretrained', kd_div=0.0, kd_clip_cache=None, label_dim=None, head_kind=None,
-        seed=0, **unused_rejected):
+        **unused_rejected):
     """Validate the --kd-* options and return a KDTerms (None for --kd=none). Attaches D.kd_head
     unless D already has one (resume)."""
     if unused_rejected:
@@ -172,6 +173,6 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
     log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}), {len(prompts)} prompts, '
         f'head {feature_dim} -> {D.kd_head.hidden} -> {teacher.embed_dim} ({head_kind})')
     return KDTerms(D=D, teacher=teacher, prompts=prompts, parts=parts, agg_weight=agg_weight, corr_weight=corr_weight,
-        agg_p=agg_p, dist=kd_dist, corr_norm=kd_corr_norm, div_weight=div_weight, options=options, seed=seed)
+        agg_p=agg_p, dist=kd_dist, corr_norm=kd_corr_norm, div_weight=div_weight, options=options)
 
 #----------------------------------------------------------------------------

@@ -137,11 +137,12 @@ def test_values_match_independent_numpy(tiny):
 
 def test_agg_gate_uses_p(tiny):
     D = FakeD()
-    terms = _build(D, tiny, kd='agg', kd_agg_p=0.5, seed=1)  # Gates 0, 1, 1, 0.
+    terms = _build(D, tiny, kd='agg', kd_agg_p=0.5)
     real, fake = _images(2), _images(2)
+    torch.manual_seed(1)  # The gate comes from torch's global RNG, seeded per pass by the training loop.
     with torch.no_grad():
         feat_real, feat_fake = D(real), D(fake)
-        values = {round(float(terms.d_terms(real, feat_real, fake, feat_fake)['agg']), 4) for _ in range(4)}
+        values = {round(float(terms.d_terms(real, feat_real, fake, feat_fake)['agg']), 4) for _ in range(8)}
     assert len(values) == 2  # Cross terms on some steps, off on others.
 
 def test_div_term_gradient_reaches_generated_images(tiny):

@@ -231,7 +231,7 @@ def training_loop(
     if kd_kwargs.get('kd', 'none') != 'none':
         from kd.loss import build_kd_terms  # Imported only when used: it pulls in open_clip.
         kd_terms = build_kd_terms(D=D, device=device, class_names=training_set.class_names, dataset_name=training_set.name,
-            label_dim=training_set.label_dim, seed=random_seed, log=log, **kd_kwargs)
+            label_dim=training_set.label_dim, log=log, **kd_kwargs)
         D.requires_grad_(False)
         log(f'Knowledge distillation: {json.dumps(kd_terms.options, default=str)}')
 
