@@ -5,6 +5,7 @@ including both lazy regularisations), then --steps timed steps; reports the time
 
     python bench/train_speed.py --cfg=cifar --batch=8 --device=cpu --steps=2
     python bench/train_speed.py --cfg=paper256 --res=256 --batch=32 --device=cuda --impl=ref
+    python bench/train_speed.py --cfg=biggan-cifar --batch=50 --device=cuda
 """
 
 import contextlib
@@ -34,6 +35,35 @@ def _write_dataset(path, num, res):
             z.writestr(f'00000/img{i:08d}.png', buf.getvalue())
         z.writestr('dataset.json', json.dumps(dict(labels=None)))
 
+def measure(cfg='cifar', res=32, batch=8, batch_gpu=None, device='cpu', impl='cuda', cbase=None, cmax=None, steps=2,
+        extra_args=()):
+    """Train one warm-up step plus `steps` timed steps; return the timed tick's figures as a dict."""
+    if impl == 'ref':
+        bias_act._init = upfirdn2d._init = lambda: False  # Plugins "unavailable": every op takes its reference path.
+    step_nimg = batch * train.CONFIG_PRESETS[cfg].get('d_steps', 1)  # kimg counts reals shown to D.
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, 'bench.zip')
+        _write_dataset(data, num=max(2 * batch, 16), res=res)
+        args = ['--outdir', os.path.join(tmp, 'runs'), '--data', data, f'--cfg={cfg}', f'--batch={batch}', f'--device={device}',
+            f'--kimg={step_nimg * (steps + 1) / 1000}', f'--tick={step_nimg * steps / 1000}', '--snap=1000', '--metrics=none',
+            '--workers=0', '--aug=noaug']
+        args += [f'--batch-gpu={batch_gpu}'] if batch_gpu is not None else []
+        args += [f'--cbase={cbase}'] if cbase is not None else []
+        args += [f'--cmax={cmax}'] if cmax is not None else []
+        args += list(extra_args)
+        with contextlib.redirect_stdout(io.StringIO()):
+            train.main.main(args, standalone_mode=False)
+        run_dir = train.resolve_resume('latest', os.path.join(tmp, 'runs'))
+        ticks = [json.loads(line) for line in open(os.path.join(os.path.dirname(run_dir), 'stats.jsonl'))]
+    timed = ticks[-1]
+    result = dict(cfg=cfg, res=res, batch=batch, device=device, impl=impl, cbase=cbase, cmax=cmax,
+        timed_steps=steps, sec_per_kimg=round(timed['Timing/sec_per_kimg']['mean'], 3),
+        sec_per_step=round(timed['Timing/sec_per_kimg']['mean'] * step_nimg / 1000, 3))
+    if device == 'cuda':
+        result['peak_gpu_mem_gb'] = round(timed['Resources/peak_gpu_mem_gb']['mean'], 3)
+    result['peak_cpu_rss_gb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    return result
+
 @click.command()
 @click.option('--cfg', type=click.Choice(sorted(train.CONFIG_PRESETS)), default='cifar', show_default=True)
 @click.option('--res', help='Resolution of the synthetic data', type=int, default=32, show_default=True)
@@ -44,30 +74,8 @@ def _write_dataset(path, num, res):
 @click.option('--cbase', type=int)
 @click.option('--cmax', type=int)
 @click.option('--steps', help='Timed steps', type=int, default=2, show_default=True)
-def main(cfg, res, batch, batch_gpu, device, impl, cbase, cmax, steps):
-    if impl == 'ref':
-        bias_act._init = upfirdn2d._init = lambda: False  # Plugins "unavailable": every op takes its reference path.
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, 'bench.zip')
-        _write_dataset(data, num=max(2 * batch, 16), res=res)
-        args = ['--outdir', os.path.join(tmp, 'runs'), '--data', data, f'--cfg={cfg}', f'--batch={batch}', f'--device={device}',
-            f'--kimg={batch * (steps + 1) / 1000}', f'--tick={batch * steps / 1000}', '--snap=1000', '--metrics=none',
-            '--workers=0', '--aug=noaug']
-        args += [f'--batch-gpu={batch_gpu}'] if batch_gpu is not None else []
-        args += [f'--cbase={cbase}'] if cbase is not None else []
-        args += [f'--cmax={cmax}'] if cmax is not None else []
-        with contextlib.redirect_stdout(io.StringIO()):
-            train.main.main(args, standalone_mode=False)
-        run_dir = train.resolve_resume('latest', os.path.join(tmp, 'runs'))
-        ticks = [json.loads(line) for line in open(os.path.join(os.path.dirname(run_dir), 'stats.jsonl'))]
-    timed = ticks[-1]
-    result = dict(bench='train_speed', cfg=cfg, res=res, batch=batch, device=device, impl=impl, cbase=cbase, cmax=cmax,
-        timed_steps=steps, sec_per_kimg=round(timed['Timing/sec_per_kimg']['mean'], 3),
-        sec_per_step=round(timed['Timing/sec_per_kimg']['mean'] * batch / 1000, 3))
-    if device == 'cuda':
-        result['peak_gpu_mem_gb'] = round(timed['Resources/peak_gpu_mem_gb']['mean'], 3)
-    result['peak_cpu_rss_gb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
-    print(json.dumps(result))
+def main(**kwargs):
+    print(json.dumps(dict(bench='train_speed', **measure(**kwargs))))
 
 if __name__ == '__main__':
     main()
