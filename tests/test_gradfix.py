@@ -75,9 +75,9 @@ def test_r1_style_penalty_matches_native(monkeypatch):
     torch.testing.assert_close(penalty_grad(native=False), penalty_grad(native=True))
 
 
-def test_context_at_forward_time_selects_custom_op():
+def test_context_at_forward_time_selects_custom_op(monkeypatch):
     # With enabled False, a convolution recorded inside the context also skips its weight gradient.
-    assert not conv2d_gradfix.enabled
+    monkeypatch.setattr(conv2d_gradfix, 'enabled', False)  # The training loop sets it globally.
     x, w, b = _make(False, 1)
     with conv2d_gradfix.no_weight_gradients():
         conv2d_gradfix.conv2d(x, w, b, padding=1).sum().backward()
