@@ -62,6 +62,22 @@ class GANLoss:
             total = total + value
         return total
 
+    def _G_main(self, gen_img_fn, gen_c, gain, loss_fn):
+        """G's main phase for both backbones: D's verdict on augmented fakes through loss_fn, plus the
+        KD terms on G (--kd-div), one backward. gen_img_fn builds the fakes inside the profiled block."""
+        with torch.autograd.profiler.record_function('Gmain_forward'):
+            gen_img = gen_img_fn()
+            gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
+            training_stats.report('Loss/scores/fake', gen_logits)
+            training_stats.report('Loss/signs/fake', gen_logits.sign())
+            loss_G = loss_fn(gen_logits)
+            training_stats.report('Loss/G/loss', loss_G)
+            total = loss_G.mean()
+            if self.kd is not None:
+                total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
+        with torch.autograd.profiler.record_function('Gmain_backward'):
+            total.mul(gain).backward()
+
     def _lecam_term(self, real_logits, gen_logits):
         """Weighted LeCam penalty; the anchors move with the batch means, averaged over processes so
         that every rank keeps the same anchors."""
@@ -124,20 +140,9 @@ class StyleGAN2Loss(GANLoss):
         do_Dr1 = phase in ('Dreg', 'Dboth')
         use_kd = self.kd is not None
 
-        # Gmain: make D call the fakes real.
+        # Gmain: make D call the fakes real (non-saturating loss).
         if do_Gmain:
-            with torch.autograd.profiler.record_function('Gmain_forward'):
-                gen_img, _ws = self.run_G(gen_z, gen_c)
-                gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_Gmain = F.softplus(-gen_logits)
-                training_stats.report('Loss/G/loss', loss_Gmain)
-                total = loss_Gmain.mean()
-                if use_kd:
-                    total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
-            with torch.autograd.profiler.record_function('Gmain_backward'):
-                total.mul(gain).backward()
+            self._G_main(lambda: self.run_G(gen_z, gen_c)[0], gen_c, gain, loss_fn=lambda logits: F.softplus(-logits))
 
         # Greg: path-length regularisation on a shrunk batch.
         if do_Gpl:
@@ -210,18 +215,7 @@ class BigGANLoss(GANLoss):
         use_kd = self.kd is not None
 
         if phase == 'Gmain':
-            with torch.autograd.profiler.record_function('Gmain_forward'):
-                gen_img = self.G(gen_z, gen_c)
-                gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_G = -gen_logits
-                training_stats.report('Loss/G/loss', loss_G)
-                total = loss_G.mean()
-                if use_kd:
-                    total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
-            with torch.autograd.profiler.record_function('Gmain_backward'):
-                total.mul(gain).backward()
+            self._G_main(lambda: self.G(gen_z, gen_c), gen_c, gain, loss_fn=lambda logits: -logits)
             return
 
         with torch.autograd.profiler.record_function('Dmain_forward'):
