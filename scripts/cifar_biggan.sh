@@ -34,7 +34,7 @@ declare -A published=(
     [cifar100-10-nokd]="33.70 (DiffAugment)" [cifar100-20-nokd]="22.14 (DiffAugment)" [cifar100-100-nokd]="12.00 (DiffAugment)"
     [cifar10-20-kd]="11.01 (KD-DLGAN, AGKD + CGKD ablation)"
 )
-echo "Target FID for $dataset $percent% $kd: ${published[$dataset-$percent-$kd]:-see the paper's tables}"
+echo "Target FID for $dataset $percent% $kd: ${published[$dataset-$percent-$kd]:-not listed here, see the paper}"
 
 build_dataset "$DATASETS/$dataset-train.zip" "$tarball" --split=train
 build_dataset "$DATASETS/$dataset-test.zip" "$tarball" --split=test

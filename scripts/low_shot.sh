@@ -13,7 +13,7 @@ case $name in obama|grumpy_cat|panda|animalface_cat|animalface_dog) ;; *) echo "
 case $kd in kd) kd_opts=(--kd=agg,corr) ;; nokd) kd_opts=(--kd=none) ;; *) echo "second argument: kd or nokd" >&2; exit 2 ;; esac
 
 declare -A published=([obama-nokd]="46.87 (DiffAugment)" [obama-kd]="31.54 (KD-DLGAN)")
-echo "Target FID for $name $kd: ${published[$name-$kd]:-see the paper's tables}"
+echo "Target FID for $name $kd: ${published[$name-$kd]:-not listed here, see the paper}"
 
 source_path=$DOWNLOADS/$name
 [ -e "$source_path" ] || source_path=$DOWNLOADS/$name.zip
