@@ -385,6 +385,18 @@ def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
         kwargs = dict(c, device=device)
         training_loop.training_loop(rank=rank, **kwargs)
 
+def fetch_metric_detectors(metrics, detector_dir):
+    """Fetch the metrics' detector files now, so that a missing one stops the run before training
+    rather than at the first snapshot."""
+    if len(metrics) == 0:
+        return
+    from metrics import metric_main, metric_utils
+    for url in sorted({url for metric in metrics for url in metric_main.detector_urls(metric)}):
+        try:
+            metric_utils.resolve_detector_file(url, detector_dir=detector_dir)
+        except metric_utils.DetectorUnavailableError as err:
+            raise click.ClickException(f'{err}\n(or train with --metrics=none and run calc_metrics.py later)')
+
 def _torchrun_env():
     if all(key in os.environ for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
         return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
@@ -474,6 +486,8 @@ def main(**opts):
         rank, world_size, local_rank = torchrun
         opts['gpus'] = world_size  # The launcher decides the process count.
     desc, c, num_images = setup_training_loop_kwargs(opts)
+    if not opts['dry_run']:
+        fetch_metric_detectors(c.metrics, c.get('detector_dir'))
 
     if torchrun is None or rank == 0:
         run_dir = os.path.join(opts['outdir'], f'XXXXX-{desc}') if opts['dry_run'] else _make_run_dir(opts['outdir'], desc)

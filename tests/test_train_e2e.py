@@ -176,3 +176,17 @@ def test_lecam_with_stylegan2(tmp_path):
     assert np.isfinite(last['Loss/lecam_penalty']['mean'])
 
 #----------------------------------------------------------------------------
+
+def test_missing_metric_detector_stops_before_training(tmp_path, monkeypatch):
+    import dnnlib
+    def offline(url, **_kwargs):
+        raise dnnlib.util.OpenURLError(f'cannot reach {url}')
+    monkeypatch.setattr(dnnlib.util, 'open_url', offline)
+    monkeypatch.delenv('KD_DETECTOR_DIR', raising=False)
+    data = make_dataset_zip(tmp_path / 'tiny.zip')
+    outdir = str(tmp_path / 'runs')
+    args = ['--outdir', outdir, '--data', data, '--kimg=0.008'] + [a for a in TINY_ARGS if not a.startswith('--metrics')]
+    result = CliRunner().invoke(train.main, args + ['--metrics=fid50k_full', f'--detector-dir={tmp_path}'])
+    assert result.exit_code == 1, result.output
+    assert 'inception-2015-12-05.pt' in result.output and '--metrics=none' in result.output
+    assert not os.path.exists(outdir)  # Stopped before the run directory was made.
