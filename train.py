@@ -470,7 +470,7 @@ def _write_options(run_dir, c):
 @click.option('--kd-agg-p', help='Probability of the cross terms per step [default: 1.0]', type=float)
 @click.option('--kd-dist', help='Per-sample distance [default: l2]', type=click.Choice(['l2', 'l1']))
 @click.option('--kd-corr-norm', help='Correlation normalisation [default: row]', type=click.Choice(['row', 'matrix']))
-@click.option('--kd-clip', help='open_clip model name [default: ViT-B-32]', type=str)
+@click.option('--kd-clip', help='open_clip model name, or a model config .json [default: ViT-B-32]', type=str)
 @click.option('--kd-clip-pretrained', help='open_clip pretrained tag [default: openai]', type=str)
 @click.option('--kd-clip-weights', help='Local CLIP weights file (offline use)', type=click.Path(exists=True, dir_okay=False))
 @click.option('--kd-clip-norm', help='CLIP input normalisation [default: clip]', type=click.Choice(['clip', 'none']))

@@ -156,6 +156,12 @@ def _load_clip(model, pretrained, weights, random_init, device, cache_dir):
     if key in _model_cache:
         return _model_cache[key]
 
+    if model.endswith('.json'):
+        # A model config file (a custom architecture): register it; its file name is the model name.
+        if not os.path.isfile(model):
+            raise ValueError(f'--kd-clip: model config file not found: {model}')
+        open_clip.add_model_config(model)
+        model = os.path.splitext(os.path.basename(model))[0]
     model_cfg = open_clip.get_model_config(model)
     if model_cfg is None:
         raise ValueError(f'Unknown open_clip model {model!r} (--kd-clip); see open_clip.list_models()')

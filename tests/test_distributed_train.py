@@ -39,4 +39,23 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
             torch.testing.assert_close(pa[key], pb[key], rtol=1e-4, atol=1e-6, msg=f'{name}.{key}')
     torch.testing.assert_close(float(a['augment_pipe'].p), float(b['augment_pipe'].p))
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore:.*RANDOM weights')
+def test_two_processes_with_kd(tmp_path, monkeypatch):
+    # Spawned processes do not inherit open_clip registrations: the tiny teacher comes as a config file.
+    from tiny_clip import register_tiny_clip
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    clip_json = os.path.join(str(tmp_path), register_tiny_clip(str(tmp_path)) + '.json')
+    data = make_dataset_zip(tmp_path / 'tiny.zip', num=6, num_classes=3)
+    kd = ['--kd=agg,corr', f'--kd-clip={clip_json}', '--kd-teacher=random', '--cond=1']
+    two, one = str(tmp_path / 'two'), str(tmp_path / 'one')
+    result = run_train(['--outdir', two, '--data', data, '--gpus=2'] + ARGS + kd)
+    assert result.exit_code == 0, result.output
+    assert run_train(['--outdir', one, '--data', data, '--gpus=1', '--batch-gpu=2'] + ARGS + kd).exit_code == 0
+    a = load_network_pkl(os.path.join(only_run_dir(two), 'network-snapshot-000000.pkl'))['D']
+    b = load_network_pkl(os.path.join(only_run_dir(one), 'network-snapshot-000000.pkl'))['D']
+    assert hasattr(a, 'kd_head')
+    for (key, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6, msg=f'D.{key}')  # The KD head included.
+
 #----------------------------------------------------------------------------
