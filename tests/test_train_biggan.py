@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import calc_metrics
 import generate
+import train
 from metrics import metric_main
 from test_train_e2e import make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
 from tiny_detector import save_tiny_detectors
@@ -123,7 +124,7 @@ def test_biggan_kd_training_generate_and_metrics(tmp_path, monkeypatch, num_clas
 def test_biggan_invalid_options(tmp_path, extra, message):
     data = make_dataset_zip(tmp_path / 'data.zip', num=4, res=32)
     outdir = str(tmp_path / 'runs')
-    result = CliRunner().invoke(__import__('train').main, ['--outdir', outdir, '--data', data, '--kimg=1'] + BIGGAN_TINY + extra)
+    result = CliRunner().invoke(train.main, ['--outdir', outdir, '--data', data, '--kimg=1'] + BIGGAN_TINY + extra)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not os.path.exists(outdir)
