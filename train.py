@@ -343,7 +343,7 @@ def setup_kd_kwargs(o):
     needs = dict(kd_agg_weight='agg', kd_agg_p='agg', kd_corr_weight='corr', kd_corr_norm='corr')
     defaults = dict(kd_agg_weight=10.0, kd_corr_weight=10.0, kd_agg_p=1.0, kd_dist='l2', kd_corr_norm='row', kd_clip='ViT-B-32',
         kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest', kd_prompts=None,
-        kd_teacher='pretrained', kd_div=0.0)
+        kd_teacher='pretrained', kd_div=0.0, kd_clip_precision='auto')
     for name in defaults:
         flag = '--' + name.replace('_', '-')
         if o[name] is None:
@@ -474,6 +474,7 @@ def _write_options(run_dir, c):
 @click.option('--kd-clip-pretrained', help='open_clip pretrained tag [default: openai]', type=str)
 @click.option('--kd-clip-weights', help='Local CLIP weights file (offline use)', type=click.Path(exists=True, dir_okay=False))
 @click.option('--kd-clip-norm', help='CLIP input normalisation [default: clip]', type=click.Choice(['clip', 'none']))
+@click.option('--kd-clip-precision', help='CLIP teacher precision; auto: fp16 on CUDA, fp32 on CPU [default: auto]', type=click.Choice(['auto', 'fp32', 'fp16', 'bf16']))
 @click.option('--kd-resize', help='Resize to the CLIP input size [default: nearest]', type=click.Choice(['nearest', 'bilinear', 'bicubic']))
 @click.option('--kd-prompts', help='Prompt file (one per line) or named set', type=str)
 @click.option('--kd-teacher', help='Teacher weights [default: pretrained]', type=click.Choice(['pretrained', 'random']))

@@ -12,6 +12,7 @@ from kd.heads import KDHead
 from kd.prompts import resolve_prompts
 from kd.teacher import CLIPTeacher
 from kd.teacher import CLIP_NORMS
+from kd.teacher import PRECISIONS
 from kd.teacher import RESIZE_MODES
 from torch_utils import training_stats
 
@@ -119,8 +120,8 @@ class KDTerms:
 def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd='none', kd_agg_weight=10,
         kd_corr_weight=10, kd_agg_p=1.0, kd_dist='l2', kd_corr_norm='row', kd_clip='ViT-B-32',
         kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest',
-        kd_prompts=None, kd_teacher='pretrained', kd_div=0.0, kd_clip_cache=None, label_dim=None, head_kind=None,
-        **unused_rejected):
+        kd_prompts=None, kd_teacher='pretrained', kd_div=0.0, kd_clip_cache=None, kd_clip_precision='auto',
+        label_dim=None, head_kind=None, **unused_rejected):
     """Validate the --kd-* options and return a KDTerms (None for --kd=none). Attaches D.kd_head
     unless D already has one (resume)."""
     if unused_rejected:
@@ -140,6 +141,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
     _check_choice('kd-clip-norm', kd_clip_norm, CLIP_NORMS)
     _check_choice('kd-resize', kd_resize, RESIZE_MODES)
     _check_choice('kd-teacher', kd_teacher, TEACHER_KINDS)
+    _check_choice('kd-clip-precision', kd_clip_precision, PRECISIONS)
     if head_kind is None:
         head_kind = getattr(D, 'kd_head_kind', 'equalized')
     _check_choice('head_kind', head_kind, HEAD_KINDS)
@@ -154,7 +156,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
     prompts = resolve_prompts(kd_prompts, class_names=class_names, dataset_name=dataset_name, label_dim=label_dim)
     teacher = CLIPTeacher(model=kd_clip, pretrained=kd_clip_pretrained, weights=kd_clip_weights,
         random=(kd_teacher == 'random'), resize=kd_resize, clip_norm=kd_clip_norm, device=device,
-        cache_dir=kd_clip_cache, log=log)
+        cache_dir=kd_clip_cache, precision=kd_clip_precision, log=log)
 
     head = getattr(D, 'kd_head', None)
     if head is None:
@@ -167,7 +169,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
     options = dict(kd=','.join(parts), kd_agg_weight=agg_weight, kd_corr_weight=corr_weight, kd_agg_p=agg_p,
         kd_dist=kd_dist, kd_corr_norm=kd_corr_norm, kd_clip=kd_clip, kd_clip_pretrained=kd_clip_pretrained,
         kd_clip_weights=kd_clip_weights, kd_clip_norm=kd_clip_norm, kd_resize=kd_resize, kd_prompts=kd_prompts,
-        kd_teacher=kd_teacher, kd_div=div_weight, head_kind=head_kind, embed_dim=teacher.embed_dim,
+        kd_teacher=kd_teacher, kd_div=div_weight, kd_clip_precision=kd_clip_precision, head_kind=head_kind, embed_dim=teacher.embed_dim,
         prompt_list=list(prompts))
     source = 'RANDOM weights' if kd_teacher == 'random' else (kd_clip_weights or kd_clip_pretrained)
     log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}), {len(prompts)} prompts, '

@@ -1,8 +1,10 @@
 """The frozen CLIP teacher of KD-DLGAN, built through open_clip.
 
 The CLIP model is loaded once per process (module-level cache) and never trained: eval mode,
-requires_grad False, fp16 on CUDA and fp32 on CPU. CLIPTeacher wraps it with the input mapping
-from D's augmented [-1, 1] batch to CLIP's input (resize and normalisation).
+requires_grad False. Precision is an argument: 'auto' (the default) is fp16 on CUDA and fp32
+elsewhere; 'fp16' and 'bf16' also run on the CPU, which is how the tests cover the GPU branch.
+CLIPTeacher wraps it with the input mapping from D's augmented [-1, 1] batch to CLIP's input
+(resize and normalisation).
 """
 
 import contextlib
@@ -19,8 +21,9 @@ from open_clip import pretrained as open_clip_pretrained
 
 RESIZE_MODES = ('nearest', 'bilinear', 'bicubic')
 CLIP_NORMS = ('clip', 'none')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 
-_model_cache = dict()   # (model, pretrained, weights, random, device, cache_dir) -> _LoadedCLIP
+_model_cache = dict()   # (model, pretrained, weights, random, device, cache_dir, precision) -> _LoadedCLIP
 _said_once = set()      # Messages already given in this process.
 
 #----------------------------------------------------------------------------
@@ -35,6 +38,11 @@ def _say_once(key, message, log):
     if log is not None:
         log(message)
     warnings.warn(message, stacklevel=3)
+
+def _check_option(name, value, choices):
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {value!r}')
+    return value
 
 def _to_2tuple(size):
     return tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
@@ -151,8 +159,25 @@ class _LoadedCLIP:
         self.device = device
         self.text_cache = dict()  # tuple of prompts -> [K, d] float32
 
-def _load_clip(model, pretrained, weights, random_init, device, cache_dir):
-    key = (model, pretrained, weights, bool(random_init), str(device), cache_dir)
+def resolve_precision(precision, device):
+    """open_clip's precision name for 'auto' | 'fp32' | 'fp16' | 'bf16' on this device."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'CLIP precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision == 'auto':
+        return 'fp16' if torch.device(device).type == 'cuda' else 'fp32'
+    return precision
+
+def input_dtype(visual):
+    """The dtype images must have for the visual tower: that of its first convolution or linear layer.
+    Not next(parameters()): open_clip keeps embeddings and LayerNorms in fp32 when it casts to fp16."""
+    for module in visual.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and module.weight is not None:
+            return module.weight.dtype
+    return next(p.dtype for p in visual.parameters() if p.is_floating_point())
+
+def _load_clip(model, pretrained, weights, random_init, device, cache_dir, precision='auto'):
+    precision = resolve_precision(precision, device)
+    key = (model, pretrained, weights, bool(random_init), str(device), cache_dir, precision)
     if key in _model_cache:
         return _model_cache[key]
 
@@ -181,7 +206,6 @@ def _load_clip(model, pretrained, weights, random_init, device, cache_dir):
         raise ValueError(f'{pretrained!r} is not an open_clip pretrained tag of {model!r} (--kd-clip-pretrained); '
                          f'known tags: {", ".join(tags) or "none"}. A local file goes to --kd-clip-weights=FILE.')
 
-    precision = 'fp16' if device.type == 'cuda' else 'fp32'
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # Random weights (--kd-teacher=random) are the same on every rank and run.
         clip = open_clip.create_model(model, pretrained=checkpoint, precision=precision, device=device,
@@ -190,7 +214,7 @@ def _load_clip(model, pretrained, weights, random_init, device, cache_dir):
 
     loaded = _LoadedCLIP(model=clip, tokenizer=open_clip.get_tokenizer(model), embed_dim=int(model_cfg['embed_dim']),
         image_size=_to_2tuple(clip.visual.image_size), mean=tag_cfg.get('mean', open_clip.OPENAI_DATASET_MEAN),
-        std=tag_cfg.get('std', open_clip.OPENAI_DATASET_STD), dtype=next(clip.parameters()).dtype, device=device)
+        std=tag_cfg.get('std', open_clip.OPENAI_DATASET_STD), dtype=input_dtype(clip.visual), device=device)
     _model_cache[key] = loaded
     return loaded
 
@@ -201,11 +225,9 @@ class CLIPTeacher:
     D's parameters, optimizer or snapshots."""
 
     def __init__(self, model='ViT-B-32', pretrained='openai', weights=None, random=False, resize='nearest',
-            clip_norm='clip', device=None, cache_dir=None, log=print):
-        if resize not in RESIZE_MODES:
-            raise ValueError(f'resize must be one of {RESIZE_MODES}, got {resize!r}')
-        if clip_norm not in CLIP_NORMS:
-            raise ValueError(f'clip_norm must be one of {CLIP_NORMS}, got {clip_norm!r}')
+            clip_norm='clip', device=None, cache_dir=None, precision='auto', log=print):
+        _check_option('resize', resize, RESIZE_MODES)
+        _check_option('clip_norm', clip_norm, CLIP_NORMS)
         self.device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
         self.model_name = model
         self.pretrained = pretrained
@@ -214,6 +236,7 @@ class CLIPTeacher:
         self.resize = resize
         self.clip_norm = clip_norm
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        self.precision = resolve_precision(precision, self.device)
         self.log = log
         if self.random:
             message = (f'WARNING: --kd-teacher=random: the CLIP teacher {model!r} has RANDOM weights. '
@@ -222,7 +245,31 @@ class CLIPTeacher:
                 log(message)
             warnings.warn(message, stacklevel=2)
         self._clip = _load_clip(model=model, pretrained=pretrained, weights=weights, random_init=self.random,
-            device=self.device, cache_dir=self.cache_dir)
+            device=self.device, cache_dir=self.cache_dir, precision=self.precision)
+
+    @classmethod
+    def from_model(cls, clip, tokenizer, resize='nearest', clip_norm='clip', mean=None, std=None, log=print):
+        """A teacher around an open_clip model built by the caller (any precision, on its device).
+        mean/std: the model's input normalisation (default: OpenAI CLIP's)."""
+        self = cls.__new__(cls)
+        device = next(clip.parameters()).device
+        embed_dim = getattr(clip.visual, 'output_dim', None)
+        if not isinstance(embed_dim, int):
+            embed_dim = int(clip.text_projection.shape[1])
+        clip.eval().requires_grad_(False)
+        self._clip = _LoadedCLIP(model=clip, tokenizer=tokenizer, embed_dim=embed_dim,
+            image_size=_to_2tuple(clip.visual.image_size), mean=mean if mean is not None else open_clip.OPENAI_DATASET_MEAN,
+            std=std if std is not None else open_clip.OPENAI_DATASET_STD, dtype=input_dtype(clip.visual), device=device)
+        self.device = device
+        self.model_name = type(clip).__name__
+        self.pretrained = self.weights = None
+        self.random = False
+        self.resize = _check_option('resize', resize, RESIZE_MODES)
+        self.clip_norm = _check_option('clip_norm', clip_norm, CLIP_NORMS)
+        self.cache_dir = None
+        self.precision = {torch.float16: 'fp16', torch.bfloat16: 'bf16'}.get(self._clip.dtype, 'fp32')
+        self.log = log
+        return self
 
     @property
     def embed_dim(self):
@@ -259,7 +306,7 @@ class CLIPTeacher:
 
     def encode_images(self, x, grad=False):
         """[N, d] float32 image embeddings (not normalised). grad=True lets gradient flow to x
-        (the weights stay frozen); otherwise computed under no_grad."""
+        (the weights stay frozen; the gradient comes back in x's dtype); otherwise under no_grad."""
         with contextlib.nullcontext() if grad else torch.no_grad():
             img = self.preprocess(x).to(self._clip.dtype)
             return self._clip.model.encode_image(img).to(torch.float32)

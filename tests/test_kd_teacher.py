@@ -178,6 +178,78 @@ def test_offline_error_when_server_unreachable(tmp_path, monkeypatch):
 
 #----------------------------------------------------------------------------
 
+# The fp16 branch that CUDA takes by default, run on the CPU (torch runs fp16 matmuls and convolutions there).
+
+@pytest.mark.parametrize('precision', ['fp16', 'bf16'])
+def test_low_precision_teacher_on_cpu_matches_fp32(tiny, precision):
+    t16 = _teacher(tiny, precision=precision)
+    t32 = _teacher(tiny, precision='fp32')
+    low = dict(fp16=torch.float16, bf16=torch.bfloat16)[precision]
+    assert t16._clip.dtype == low and t16._clip.model.visual.conv1.weight.dtype == low
+    assert t32._clip.dtype == torch.float32 and t32.precision == 'fp32'
+    tol = dict(fp16=2e-2, bf16=8e-2)[precision]
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    img16, img32 = t16.encode_images(x), t32.encode_images(x)
+    assert img16.dtype == torch.float32 and img16.shape == (4, 16)
+    assert (img16 - img32).abs().max() <= tol * img32.abs().max()
+    prompts = ['a photo of a cat', 'a truck']
+    txt16, txt32 = t16.encode_text(prompts), t32.encode_text(prompts)
+    assert txt16.dtype == torch.float32 and (txt16 - txt32).abs().max() <= tol * txt32.abs().max()
+
+def test_auto_precision_is_fp16_on_cuda_only():
+    assert kd_teacher.resolve_precision('auto', torch.device('cuda', 0)) == 'fp16'
+    assert kd_teacher.resolve_precision('auto', 'cpu') == 'fp32'
+    assert kd_teacher.resolve_precision('fp16', 'cpu') == 'fp16'
+    with pytest.raises(ValueError, match='precision'):
+        kd_teacher.resolve_precision('half', 'cpu')
+
+def test_fp16_gradient_reaches_input_like_fp32(tiny):
+    # --kd-div's path: gradient through the frozen fp16 teacher back to float32 images.
+    grads = []
+    x0 = torch.rand(3, 3, 32, 32) * 2 - 1
+    for precision in ('fp16', 'fp32'):
+        x = x0.clone().requires_grad_()
+        _teacher(tiny, precision=precision).encode_images(x, grad=True).square().sum().backward()
+        assert x.grad.dtype == torch.float32
+        grads.append(x.grad)
+    assert (grads[0] - grads[1]).abs().max() <= 3e-2 * grads[1].abs().max()
+
+def test_kd_div_gradient_into_G_with_fp16_teacher(tiny):
+    # A linear "generator" feeding the diversity term: its weights get the gradient, fp16 close to fp32.
+    from kd.loss import build_kd_terms
+    from kd.heads import KDHead
+    name, weights = tiny
+    grads = []
+    for precision in ('fp16', 'fp32'):
+        D = torch.nn.Module()
+        D.feature_dim = 8
+        D.kd_head = KDHead(in_features=8, out_features=16)
+        kd = build_kd_terms(D, device='cpu', log=lambda *_: None, kd='agg', kd_clip=name, kd_clip_pretrained=None,
+            kd_clip_weights=weights, kd_div=1.0, class_names=['cat', 'dog', 'truck'], kd_clip_precision=precision)
+        assert kd.teacher._clip.dtype == (torch.float16 if precision == 'fp16' else torch.float32)
+        torch.manual_seed(1)
+        G = torch.nn.Linear(4, 3 * 16 * 16)
+        z = torch.randn(4, 4)
+        img = torch.tanh(G(z)).reshape(4, 3, 16, 16)
+        kd.g_terms(gen_img=img)['div'].backward()
+        grads.append(G.weight.grad)
+    assert grads[1].abs().sum() > 0
+    assert (grads[0] - grads[1]).abs().max() <= 5e-2 * grads[1].abs().max()
+
+def test_fp16_model_handed_to_teacher(tiny):
+    import open_clip
+    name, _ = tiny
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        clip = open_clip.create_model(name, pretrained=None, precision='fp16', device='cpu')
+    assert next(clip.parameters()).dtype == torch.float32  # positional_embedding: the trap of the old code.
+    t = CLIPTeacher.from_model(clip, open_clip.get_tokenizer(name), log=None)
+    assert t._clip.dtype == torch.float16 and t.precision == 'fp16' and t.embed_dim == 16
+    feat = t.encode_images(torch.rand(2, 3, 32, 32) * 2 - 1)
+    text = t.encode_text(['a cat', 'a dog'])
+    assert feat.dtype == text.dtype == torch.float32 and feat.shape == (2, 16) and text.shape == (2, 16)
+    assert torch.isfinite(feat).all() and torch.isfinite(text).all()
+
 @pytest.mark.gpu
 def test_cuda_teacher_fp16(tiny):
     name, weights = tiny
@@ -188,5 +260,10 @@ def test_cuda_teacher_fp16(tiny):
     out = t.encode_images(x)
     assert out.dtype == torch.float32 and out.device.type == 'cuda'
     assert torch.allclose(out.cpu(), ref, rtol=2e-2, atol=2e-2)
+    text = t.encode_text(['a cat', 'a dog'])
+    assert text.dtype == torch.float32 and torch.allclose(text.cpu(), _teacher(tiny).encode_text(['a cat', 'a dog']), rtol=2e-2, atol=2e-2)
+    xg = x.clone().requires_grad_()
+    t.encode_images(xg, grad=True).square().sum().backward()
+    assert xg.grad.dtype == torch.float32 and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
 
 #----------------------------------------------------------------------------
