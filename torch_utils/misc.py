@@ -38,6 +38,27 @@ def constant(value, shape=None, dtype=None, device=None, memory_format=None):
     return tensor
 
 #----------------------------------------------------------------------------
+# Where fp16 network blocks really run in float16. CUDA only by default (fp16 is slow on CPUs);
+# fp16_on_cpu() adds the CPU so that tests run the same mixed-precision branch without a GPU.
+
+_fp16_device_types = {'cuda'}
+
+def fp16_enabled_on(device):
+    """True when blocks marked use_fp16 compute in float16 on this device."""
+    return torch.device(device).type in _fp16_device_types
+
+@contextlib.contextmanager
+def fp16_on_cpu(enable=True):
+    """Run fp16 blocks in float16 on the CPU too, inside the with-block."""
+    global _fp16_device_types
+    saved = _fp16_device_types
+    _fp16_device_types = (saved | {'cpu'}) if enable else (saved - {'cpu'})
+    try:
+        yield
+    finally:
+        _fp16_device_types = saved
+
+#----------------------------------------------------------------------------
 
 
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None, *, out=None):

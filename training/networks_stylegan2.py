@@ -4,8 +4,9 @@ Constructor arguments use the StyleGAN2-ADA names so configs read the same. The 
 can also return its pooled feature (the epilogue's fully connected output, before the output
 layer), which the KD-DLGAN losses distil CLIP features into.
 
-Mixed precision: blocks marked use_fp16 run in float16 only on CUDA; on any other device they
-silently run in float32, since half-precision convolutions are slow or unsupported there.
+Mixed precision: blocks marked use_fp16 run in float16 on CUDA; on other devices they run in
+float32, since half-precision convolutions are slow there, unless torch_utils.misc.fp16_on_cpu()
+is active (the tests use it to run the CUDA branch on the CPU).
 """
 
 import numpy as np
@@ -31,8 +32,8 @@ def _check_resolution(img_resolution):
     return int(np.log2(img_resolution))
 
 def _block_dtype(x, use_fp16, force_fp32):
-    """float16 only for fp16 blocks on CUDA tensors."""
-    return torch.float16 if (use_fp16 and not force_fp32 and x.device.type == 'cuda') else torch.float32
+    """float16 for fp16 blocks on devices where misc.fp16_enabled_on() says so (CUDA by default)."""
+    return torch.float16 if (use_fp16 and not force_fp32 and misc.fp16_enabled_on(x.device)) else torch.float32
 
 #----------------------------------------------------------------------------
 
