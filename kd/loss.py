@@ -172,7 +172,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
         kd_teacher=kd_teacher, kd_div=div_weight, kd_clip_precision=kd_clip_precision, head_kind=head_kind, embed_dim=teacher.embed_dim,
         prompt_list=list(prompts))
     source = 'RANDOM weights' if kd_teacher == 'random' else (kd_clip_weights or kd_clip_pretrained)
-    log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}), {len(prompts)} prompts, '
+    log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}, {teacher.precision}), {len(prompts)} prompts, '
         f'head {feature_dim} -> {D.kd_head.hidden} -> {teacher.embed_dim} ({head_kind})')
     return KDTerms(D=D, teacher=teacher, prompts=prompts, parts=parts, agg_weight=agg_weight, corr_weight=corr_weight,
         agg_p=agg_p, dist=kd_dist, corr_norm=kd_corr_norm, div_weight=div_weight, options=options)

@@ -63,3 +63,56 @@ def test_biggan_resume_with_lecam_is_exact(tmp_path):
     assert a['resume_state']['loss']['lecam_anchors']['real'] is not None
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+
+class _FakeCudaRNG:
+    """Stands in for torch.cuda's generator: a byte tensor per device index, as torch.cuda keeps it."""
+    def __init__(self, seed):
+        self.states = {0: torch.randint(0, 256, [16], dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))}
+        self.calls = []
+
+    def get_rng_state(self, device):
+        self.calls.append(('get', device))
+        return self.states[device.index].clone()
+
+    def set_rng_state(self, state, device):
+        self.calls.append(('set', device))
+        self.states[device.index] = state.clone()
+
+
+def test_cuda_rng_state_round_trips_through_a_snapshot(tmp_path):
+    """The CUDA branch of the resume state, on the CPU: the accelerator generator's state is saved in
+    the snapshot's resume_state and put back on load, with the torch, numpy and python ones."""
+    import random
+    import numpy as np
+    from training.snapshot import load_network_pkl, save_snapshot
+    from training.training_loop import _rng_states, _set_rng_states
+    device = torch.device('cuda', 0)  # Only its type and index are read; no GPU is touched.
+    saved_cuda = _FakeCudaRNG(seed=1)
+    torch.manual_seed(5); np.random.seed(6); random.seed(7)
+    states = _rng_states(device, cuda=saved_cuda)
+    expect = (torch.rand(3), np.random.rand(3), random.random())
+    save_snapshot(str(tmp_path / 'snap.pkl'), dict(G_ema=None, resume_state=dict(rng=states)))
+    loaded = load_network_pkl(str(tmp_path / 'snap.pkl'))['resume_state']['rng']
+
+    torch.manual_seed(0); np.random.seed(0); random.seed(0)
+    target = _FakeCudaRNG(seed=2)
+    assert not torch.equal(target.states[0], saved_cuda.states[0])
+    _set_rng_states(loaded, device, cuda=target)
+    assert torch.equal(target.states[0], saved_cuda.states[0]) and target.calls == [('set', device)]
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expect[0]) and np.array_equal(got[1], expect[1]) and got[2] == expect[2]
+    # The CPU branch neither reads nor writes an accelerator generator.
+    cpu_states = _rng_states(torch.device('cpu'), cuda=target)
+    assert 'cuda' not in cpu_states and len(target.calls) == 1
+
+@pytest.mark.gpu
+def test_real_cuda_rng_state_round_trip():
+    from training.training_loop import _rng_states, _set_rng_states
+    device = torch.device('cuda', torch.cuda.current_device())
+    states = _rng_states(device)
+    expect = torch.rand(4, device=device)
+    torch.cuda.manual_seed(123)
+    _set_rng_states(states, device)
+    assert torch.equal(torch.rand(4, device=device), expect)

@@ -80,6 +80,8 @@ def test_train_produces_run_dir(tmp_path):
     assert [t['Progress/kimg']['mean'] for t in ticks] == pytest.approx([0.004, 0.012, 0.016])
     for key in ['Loss/G/loss', 'Loss/D/loss', 'Loss/scores/real', 'Loss/signs/real', 'Loss/r1_penalty', 'Loss/pl_penalty']:
         assert key in ticks[-1], key
+    for phase in ['Gmain', 'Greg', 'Dmain', 'Dreg']:  # Per-phase times, from wall-clock events on the CPU.
+        assert ticks[0]['Timing/' + phase]['mean'] > 0, phase
     log = open(os.path.join(run_dir, 'log.txt')).read()
     assert 'tick 2' in log and 'sec/kimg' in log and 'cpumem' in log
 
@@ -164,6 +166,26 @@ def test_train_with_kd_on_conditional_data(tmp_path):
         assert np.isfinite(last[key]['mean']), key
     D = load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['D']
     assert hasattr(D, 'kd_head')  # The head is part of D, saved and trained with it.
+
+def test_train_with_kd_in_the_cuda_precision_on_cpu(tmp_path):
+    # What a CUDA run does by default: fp16 blocks with conv_clamp, and the fp16 CLIP teacher (--kd-div too).
+    from tiny_clip import register_tiny_clip
+    from torch_utils import misc
+    name = register_tiny_clip(str(tmp_path))
+    data = make_dataset_zip(tmp_path / 'tiny.zip', num=6, num_classes=3)
+    outdir = str(tmp_path / 'runs')
+    with misc.fp16_on_cpu():
+        result = run_train(['--outdir', outdir, '--data', data, '--kimg=0.008', '--cond=1', '--kd=agg,corr', f'--kd-clip={name}',
+            '--kd-teacher=random', '--kd-clip-precision=fp16', '--kd-div=1'] + TINY_ARGS)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(outdir)
+    options = json.load(open(os.path.join(run_dir, 'training_options.json')))
+    assert options['G_kwargs']['num_fp16_res'] > 0 and options['G_kwargs']['conv_clamp'] == 256
+    last = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))][-1]
+    for key in ['Loss/G/loss', 'Loss/D/loss', 'Loss/kd/agg', 'Loss/kd/corr_real', 'Loss/kd/div', 'Loss/r1_penalty']:
+        assert np.isfinite(last[key]['mean']), key
+    assert options['kd_kwargs']['kd_clip_precision'] == 'fp16'
+    assert f'CLIP {name} (RANDOM weights, fp16)' in open(os.path.join(run_dir, 'log.txt')).read()
 
 def test_lecam_with_stylegan2(tmp_path):
     data = make_dataset_zip(tmp_path / 'tiny.zip')

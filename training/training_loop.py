@@ -13,6 +13,7 @@ import psutil
 import torch
 
 import dnnlib
+from torch_utils import accel
 from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
@@ -125,6 +126,10 @@ def _generate_grid(G_ema, grid_z, grid_c):
 
 #----------------------------------------------------------------------------
 
+def grid_max_size(device):
+    """Largest side, in images, of the fakes grid: 32 as StyleGAN2-ADA on CUDA, 8 on the slow CPU."""
+    return 32 if torch.device(device).type == 'cuda' else 8
+
 def _to_cpu(obj):
     """Deep copy of a (nested) state dict with every tensor moved to the CPU, for pickling."""
     if isinstance(obj, torch.Tensor):
@@ -135,18 +140,20 @@ def _to_cpu(obj):
         return type(obj)(_to_cpu(value) for value in obj)
     return obj
 
-def _rng_states(device):
+def _rng_states(device, cuda=torch.cuda):
+    """Every generator a resumed run must continue. `cuda` is the module that owns the accelerator's
+    generator (torch.cuda); tests pass a stand-in to run the CUDA branch without a GPU."""
     states = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
     if device.type == 'cuda':
-        states['cuda'] = torch.cuda.get_rng_state(device)
+        states['cuda'] = cuda.get_rng_state(device)
     return states
 
-def _set_rng_states(states, device):
+def _set_rng_states(states, device, cuda=torch.cuda):
     torch.set_rng_state(states['torch'])
     np.random.set_state(states['numpy'])
     random.setstate(states['python'])
     if device.type == 'cuda' and 'cuda' in states:
-        torch.cuda.set_rng_state(states['cuda'], device)
+        cuda.set_rng_state(states['cuda'], device)
 
 #----------------------------------------------------------------------------
 
@@ -301,9 +308,8 @@ def training_loop(
             phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval, real_idx=0)]
     for phase in phases:
         phase.start_event = phase.end_event = None
-        if rank == 0 and device.type == 'cuda':
-            phase.start_event = torch.cuda.Event(enable_timing=True)
-            phase.end_event = torch.cuda.Event(enable_timing=True)
+        if rank == 0:
+            phase.start_event, phase.end_event = accel.timing_event(device), accel.timing_event(device)
 
     # Progress counters, restored for an exact resume.
     cur_nimg, cur_tick, batch_idx, sampler_pos = 0, 0, 0, 0
@@ -327,7 +333,7 @@ def training_loop(
     grid_size = grid_z = grid_c = None
     if rank == 0 and image_snapshot_ticks is not None:
         log('Exporting sample images...')
-        grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, max_size=32 if device.type == 'cuda' else 8)
+        grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, max_size=grid_max_size(device))
         save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
         grid_rnd = torch.Generator(device='cpu').manual_seed(random_seed)
         grid_z = torch.randn([labels.shape[0], G.z_dim], generator=grid_rnd).to(device).split(batch_gpu)
@@ -373,7 +379,7 @@ def training_loop(
             if batch_idx % phase.interval != 0:
                 continue
             if phase.start_event is not None:
-                phase.start_event.record(torch.cuda.current_stream(device))
+                phase.start_event.record()
 
             # Accumulate gradients over the chunks; each chunk's loss is scaled by 1/rounds so the
             # gradient is the mean over the global batch, whatever batch_gpu and num_gpus are.
@@ -404,7 +410,7 @@ def training_loop(
                 phase.opt.step()
 
             if phase.end_event is not None:
-                phase.end_event.record(torch.cuda.current_stream(device))
+                phase.end_event.record()
 
         # Gradients are averaged before the check, so every rank takes the same decision.
         nonfinite_steps = nonfinite_steps + 1 if bool(nonfinite) else 0
@@ -451,9 +457,9 @@ def training_loop(
         fields += [f"ETA {dnnlib.util.format_time(max(total_kimg - cur_nimg / 1e3, 0) * sec_per_kimg):<12s}"]
         fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
         fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', psutil.Process(os.getpid()).memory_info().rss / 2**30):<6.2f}"]
-        if device.type == 'cuda':
-            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2**30):<6.2f}"]
-            torch.cuda.reset_peak_memory_stats(device)
+        peak_gpu_mem = accel.peak_memory_gb(device)
+        if peak_gpu_mem is not None:
+            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', peak_gpu_mem):<6.2f}"]
         fields += [f"augment {training_stats.report0('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0):.3f}"]
         training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
         training_stats.report0('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
