@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 import torch
 
 from test_train_e2e import TINY_ARGS, make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
