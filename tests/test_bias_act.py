@@ -144,11 +144,12 @@ def test_plugin_math_on_cpu(cpu_plugin, monkeypatch, case):
     _compare_plugin('cpu', torch.float64, case, dim=2, channels_last=True, atol=1e-10, rtol=1e-9)
 
 @pytest.mark.gpu
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('case', CASES, ids=lambda c: '-'.join(f'{k}={v}' for k, v in c.items()))
 def test_cuda_vs_ref(dtype, case):
     assert bias_act._init(), 'the bias_act plugin did not build; see the warning above'
-    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    tol = {torch.float64: dict(atol=1e-9, rtol=1e-9), torch.float32: dict(atol=1e-4, rtol=1e-4),
+        torch.float16: dict(atol=2e-2, rtol=2e-2), torch.bfloat16: dict(atol=8e-2, rtol=8e-2)}[dtype]
     _compare_plugin('cuda', dtype, case, **tol)
     _compare_plugin('cuda', dtype, case, dim=3, channels_last=True, **tol)
 

@@ -170,7 +170,7 @@ def test_cuda_autograd_wrapper(case, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('case', CASES)
 def test_cuda_matches_ref(case, dtype):
     assert upfirdn2d._init(), 'the upfirdn2d CUDA plugin did not build (see the warning)'
@@ -178,7 +178,8 @@ def test_cuda_matches_ref(case, dtype):
     f = upfirdn2d.setup_filter(taps, separable=separable, device='cuda')
     x = torch.randn(2, 3, h, w, device='cuda', dtype=dtype)
     kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    tol = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-4, atol=1e-4),
+        torch.float16: dict(rtol=1e-2, atol=1e-2), torch.bfloat16: dict(rtol=5e-2, atol=5e-2)}[dtype]
 
     def run(impl):
         # Forward, backward, and double backward (w.r.t. the incoming gradient dy).
@@ -191,7 +192,8 @@ def test_cuda_matches_ref(case, dtype):
         return y, dx, ddy
 
     for got, want in zip(run('cuda'), run('ref')):
-        torch.testing.assert_close(got, want, **tol)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want.double(), **tol)
 
 
 @pytest.mark.gpu

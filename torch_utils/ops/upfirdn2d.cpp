@@ -1,13 +1,34 @@
-// Python binding of the upfirdn2d CUDA kernel: checks arguments, allocates the output, dispatches on dtype.
+// Python binding of upfirdn2d: checks arguments, allocates the output, dispatches on dtype to the
+// CUDA kernel or, for CPU tensors, to a CPU loop over the same per-sample math (for tests).
 #include <torch/extension.h>
+#include <ATen/AccumulateType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include "upfirdn2d.h"
 
+// The kernel's loop on the host, with the kernel's accumulation type.
+template <class T>
+static void upfirdn2d_cpu(const Upfirdn2dParams& p)
+{
+    using acc_t = at::acc_type<T, true>;
+    const T* x = static_cast<const T*>(p.x);
+    const acc_t* f = static_cast<const acc_t*>(p.f);
+    T* y = static_cast<T*>(p.y);
+    for (int64_t n = 0; n < p.batch; n++)
+        for (int64_t c = 0; c < p.channels; c++)
+        {
+            const T* xp = x + n * p.x_stride[0] + c * p.x_stride[1];
+            for (int oy = 0; oy < p.out_h; oy++)
+                for (int ox = 0; ox < p.out_w; ox++)
+                    y[n * p.y_stride[0] + c * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] =
+                        static_cast<T>(upfirdn2d_sample<T, acc_t>(p, xp, f, ox, oy));
+        }
+}
+
 static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx, int downy,
     int padx0, int padx1, int pady0, int pady1, bool flip, double gain)
 {
-    TORCH_CHECK(x.is_cuda(), "upfirdn2d: x must be a CUDA tensor");
+    TORCH_CHECK(x.is_cuda() || x.is_cpu(), "upfirdn2d: x must be a CUDA or CPU tensor");
     TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4D [N, C, H, W]");
     TORCH_CHECK(f.dim() == 2, "upfirdn2d: f must be 2D [fh, fw]");
     TORCH_CHECK(f.device() == x.device(), "upfirdn2d: f must be on the same device as x");
@@ -24,7 +45,9 @@ static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int up
     const int out_w = (in_w * upx + padx0 + padx1 - f_w + downx) / downx;
     TORCH_CHECK(out_h >= 1 && out_w >= 1, "upfirdn2d: output would be empty");
 
-    const at::cuda::OptionalCUDAGuard device_guard(x.device());
+    at::cuda::OptionalCUDAGuard device_guard;
+    if (x.is_cuda())
+        device_guard.set_device(x.device());
     f = f.contiguous();
     torch::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options(), x.suggest_memory_format());
 
@@ -54,6 +77,15 @@ static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int up
     p.flip = flip;
     p.gain = gain;
 
+    if (x.numel() == 0 || y.numel() == 0)
+        return y;
+    if (!x.is_cuda())
+    {
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d_cpu", [&] {
+            upfirdn2d_cpu<scalar_t>(p);
+        });
+        return y;
+    }
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d_cuda", [&] {
         upfirdn2d_launch<scalar_t>(p, at::cuda::getCurrentCUDAStream());
     });

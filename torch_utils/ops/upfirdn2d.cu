@@ -1,16 +1,8 @@
-// upfirdn2d kernel: one thread per output sample, summing only the filter taps that land on
-// input samples (zero-inserted samples contribute nothing and are skipped).
+// upfirdn2d CUDA kernel: one thread per output sample; the math is upfirdn2d_sample() in upfirdn2d.h.
 #include <ATen/AccumulateType.h>
 #include <c10/util/Half.h>
 #include <c10/util/BFloat16.h>
 #include "upfirdn2d.h"
-
-// Smallest k >= 0 with (s + k) divisible by up.
-static __device__ __forceinline__ int first_tap(int s, int up)
-{
-    int r = s % up;
-    return r > 0 ? up - r : -r;
-}
 
 template <class T>
 static __global__ void upfirdn2d_kernel(Upfirdn2dParams p)
@@ -29,30 +21,9 @@ static __global__ void upfirdn2d_kernel(Upfirdn2dParams p)
         rest /= p.out_h;
         const int64_t c = rest % p.channels;
         const int64_t n = rest / p.channels;
-
-        // Top-left filter tap in upsampled, unpadded coordinates.
-        const int sx = ox * p.downx - p.padx0;
-        const int sy = oy * p.downy - p.pady0;
         const T* xp = x + n * p.x_stride[0] + c * p.x_stride[1];
-
-        acc_t v = 0;
-        for (int ky = first_tap(sy, p.upy); ky < p.f_h; ky += p.upy)
-        {
-            const int iy = (sy + ky) / p.upy;
-            if (iy < 0 || iy >= p.in_h)
-                continue;
-            const int fy = p.flip ? ky : p.f_h - 1 - ky;
-            for (int kx = first_tap(sx, p.upx); kx < p.f_w; kx += p.upx)
-            {
-                const int ix = (sx + kx) / p.upx;
-                if (ix < 0 || ix >= p.in_w)
-                    continue;
-                const int fx = p.flip ? kx : p.f_w - 1 - kx;
-                v += static_cast<acc_t>(xp[iy * p.x_stride[2] + ix * p.x_stride[3]]) * f[fy * p.f_w + fx];
-            }
-        }
         y[n * p.y_stride[0] + c * p.y_stride[1] + oy * p.y_stride[2] + ox * p.y_stride[3]] =
-            static_cast<T>(v * static_cast<acc_t>(p.gain));
+            static_cast<T>(upfirdn2d_sample<T, acc_t>(p, xp, f, ox, oy));
     }
 }
 
