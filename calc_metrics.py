@@ -15,6 +15,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from metrics import metric_utils
+from torch_utils import distributed
 from training import snapshot
 
 #----------------------------------------------------------------------------
@@ -23,13 +24,9 @@ from training import snapshot
 def subprocess_fn(rank, args, temp_dir):
     """Compute and report every requested metric as process `rank` of args.num_gpus."""
     if args.num_gpus > 1:
-        backend = 'nccl' if args.device_type == 'cuda' else 'gloo'
-        if args.torchrun:
-            torch.distributed.init_process_group(backend=backend, init_method='env://')
-        else:
-            init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-            torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
-                world_size=args.num_gpus)
+        init_method = 'env://' if args.torchrun else f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+        distributed.init_process_group(rank=rank, world_size=args.num_gpus, device=torch.device(args.device_type),
+            init_method=init_method)
     device = torch.device('cpu')
     if args.device_type == 'cuda':
         device = torch.device('cuda', args.local_rank if args.torchrun else rank)

@@ -9,17 +9,16 @@ Examples:
     torchrun --nnodes=2 --nproc_per_node=8 ... train.py --outdir=runs --data=...   (multi-node)
 """
 
-import copy
 import json
 import os
 import re
-import tempfile
 
 import click
 import torch
 
 import dnnlib
-from torch_utils import training_stats
+from torch_utils import distributed
+from training import launch
 from training import training_loop
 from training.augment import augpipe_specs
 from training.diffaugment import parse_policy
@@ -119,6 +118,10 @@ def setup_training_loop_kwargs(opts):
             raise click.UsageError('--device=cuda: no CUDA device is visible; use --device=cpu')
         if not o.torchrun and o.gpus > torch.cuda.device_count():
             raise click.UsageError(f'--gpus={o.gpus}, but only {torch.cuda.device_count()} CUDA devices are visible')
+
+    if o.peer_timeout <= 2:
+        raise click.UsageError('--peer-timeout must be more than 2 seconds (twice the heartbeat interval)')
+    c.launch_kwargs = dnnlib.EasyDict(launch.DEFAULT_LAUNCH, peer_timeout=o.peer_timeout)
 
     # Metrics.
     c.metrics = [] if o.metrics.strip().lower() == 'none' else dnnlib.util.parse_comma_list(o.metrics)
@@ -366,25 +369,6 @@ def setup_kd_kwargs(o):
 
 #----------------------------------------------------------------------------
 
-def _process_device(c, local_rank):
-    return torch.device('cuda', local_rank) if c.device == 'cuda' else torch.device('cpu')
-
-def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
-    """One training process: log file (rank 0), process group, then the training loop."""
-    local_rank = rank if local_rank is None else local_rank
-    device = _process_device(c, local_rank)
-    with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
-        if c.num_gpus > 1:
-            if device.type == 'cuda':
-                torch.cuda.set_device(device)
-            if not group_ready:
-                init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-                torch.distributed.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo',
-                    init_method=f'file://{init_file}', rank=rank, world_size=c.num_gpus)
-            training_stats.init_multiprocessing(rank=rank, sync_device=device)
-        kwargs = dict(c, device=device)
-        training_loop.training_loop(rank=rank, **kwargs)
-
 def fetch_metric_detectors(metrics, detector_dir):
     """Fetch the metrics' detector files now, so that a missing one stops the run before training
     rather than at the first snapshot."""
@@ -396,11 +380,6 @@ def fetch_metric_detectors(metrics, detector_dir):
             metric_utils.resolve_detector_file(url, detector_dir=detector_dir)
         except metric_utils.DetectorUnavailableError as err:
             raise click.ClickException(f'{err}\n(or train with --metrics=none and run calc_metrics.py later)')
-
-def _torchrun_env():
-    if all(key in os.environ for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
-        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
-    return None
 
 def _make_run_dir(outdir, desc):
     prev = _run_dirs(outdir)
@@ -454,6 +433,7 @@ def _write_options(run_dir, c):
 @click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--allow-tf32', help='Allow TF32 for matmul and convolutions', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--workers', help='DataLoader worker processes', type=int, default=3, show_default=True)
+@click.option('--peer-timeout', help='Seconds without a heartbeat before a lost process ends a multi-process run', type=float, default=30, show_default=True)
 # Overrides.
 @click.option('--cbase', help='Capacity multiplier (channel_base) [default: from --cfg]', type=int)
 @click.option('--cmax', help='Max. feature maps (channel_max) [default: 512]', type=int)
@@ -481,7 +461,7 @@ def _write_options(run_dir, c):
 @click.option('--kd-div', help='Weight of the diversity term on G [default: 0]', type=float)
 def main(**opts):
     """Train a GAN. Every option lands in RUN_DIR/training_options.json."""
-    torchrun = _torchrun_env()
+    torchrun = launch.torchrun_env()
     opts['torchrun'] = torchrun is not None
     if torchrun is not None:
         rank, world_size, local_rank = torchrun
@@ -515,26 +495,13 @@ def main(**opts):
         return
 
     try:
-        if torchrun is not None:
-            # Multi-node: join the launcher's group; rank 0 tells the others where the run lives.
-            device = _process_device(c, local_rank)
-            if device.type == 'cuda':
-                torch.cuda.set_device(device)
-            torch.distributed.init_process_group(backend='nccl' if device.type == 'cuda' else 'gloo', init_method='env://')
-            shared = [c.get('run_dir')]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            c.run_dir = shared[0]
-            subprocess_fn(rank, c, temp_dir=None, local_rank=local_rank, group_ready=True)
-        elif c.num_gpus == 1:
-            subprocess_fn(0, c, temp_dir=None)
-        else:
-            print('Launching processes...')
-            with tempfile.TemporaryDirectory() as temp_dir:
-                torch.multiprocessing.spawn(fn=subprocess_fn, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus)
+        launch.launch(c, torchrun=torchrun)
     except training_loop.TrainingDiverged as err:
         raise click.ClickException(str(err))
     except torch.multiprocessing.ProcessRaisedException as err:
         raise click.ClickException(f'a training process failed:\n{err}')
+    except distributed.PeerLost as err:  # A spawned process was lost; the survivors were stopped.
+        raise click.ClickException(str(err))
 
 #----------------------------------------------------------------------------
 

@@ -1,0 +1,115 @@
+"""Running the training loop in one process, in N spawned processes (--gpus=N), or as one rank of a
+group started by torchrun (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+
+In a multi-process run every rank starts a PeerWatchdog (torch_utils/distributed.py): a lost rank
+ends the whole run within peer_timeout seconds with one line that names it."""
+
+import copy
+import os
+import sys
+import tempfile
+
+import torch
+
+import dnnlib
+from torch_utils import distributed
+from torch_utils import training_stats
+from training import training_loop
+
+DEFAULT_LAUNCH = dict(peer_timeout=30.0, heartbeat_interval=1.0, pg_timeout=600)
+
+#----------------------------------------------------------------------------
+
+def torchrun_env():
+    """(rank, world_size, local_rank) when started by torchrun or a similar launcher, else None."""
+    if all(key in os.environ for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
+        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
+    return None
+
+def process_device(c, local_rank):
+    return torch.device('cuda', local_rank) if c.device == 'cuda' else torch.device('cpu')
+
+def _resume_advice(c):
+    run_dir = c.get('run_dir')
+    return f'To continue, rerun the same command with --resume={run_dir}.' if run_dir else ''
+
+def _start_watchdog(c, rank):
+    opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+    return distributed.PeerWatchdog(distributed.default_store(), rank=rank, world_size=c.num_gpus,
+        timeout=opts['peer_timeout'], interval=opts['heartbeat_interval'], advice=_resume_advice(c)).start()
+
+def _loop_kwargs(c, device):
+    return dict({key: value for key, value in c.items() if key != 'launch_kwargs'}, device=device)
+
+#----------------------------------------------------------------------------
+
+def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
+    """One training process: log file (rank 0), process group and watchdog, then the training loop."""
+    local_rank = rank if local_rank is None else local_rank
+    device = process_device(c, local_rank)
+    opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+    with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
+        if c.num_gpus == 1:
+            training_loop.training_loop(rank=rank, **_loop_kwargs(c, device))
+            return
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        if not group_ready:
+            init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+            distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device,
+                init_method=f'file://{init_file}', timeout=opts['pg_timeout'])
+        watchdog = _start_watchdog(c, rank)
+        training_stats.init_multiprocessing(rank=rank, sync_device=device)
+        try:
+            training_loop.training_loop(rank=rank, **_loop_kwargs(c, device))
+        except (training_loop.TrainingDiverged, KeyboardInterrupt):
+            watchdog.stop()
+            raise
+        except Exception as err:
+            message = watchdog.explain()
+            if message is not None:
+                distributed.report(rank, message)  # Inside the Logger: the line lands in log.txt too.
+                raise distributed.PeerLost(message) from None
+            watchdog.announce_failure(err)
+            raise
+        torch.distributed.barrier()  # Every rank is done before any watchdog stops watching.
+        watchdog.stop()
+
+def _spawned(rank, c, temp_dir):
+    try:
+        subprocess_fn(rank, c, temp_dir)
+    except distributed.PeerLost:
+        sys.exit(1)  # Already reported.
+
+def launch(c, torchrun=None):
+    """Run training as configured by the options dict c. A lost process raises PeerLost (spawned
+    processes) or ends this rank with its one-line message and status 1 (torchrun)."""
+    if torchrun is not None:
+        # Multi-node: join the launcher's group; rank 0 tells the others where the run lives.
+        rank, _world_size, local_rank = torchrun
+        device = process_device(c, local_rank)
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+        distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device, init_method='env://',
+            timeout=opts['pg_timeout'])
+        shared = [c.get('run_dir')]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        c.run_dir = shared[0]
+        try:
+            subprocess_fn(rank, c, temp_dir=None, local_rank=local_rank, group_ready=True)
+        except distributed.PeerLost:
+            sys.exit(1)  # Already reported.
+    elif c.num_gpus == 1:
+        subprocess_fn(0, c, temp_dir=None)
+    else:
+        print('Launching processes...')
+        with tempfile.TemporaryDirectory() as temp_dir:
+            try:
+                torch.multiprocessing.spawn(fn=_spawned, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus)
+            except torch.multiprocessing.ProcessExitedException as err:
+                how = f'was killed by {err.signal_name}' if err.signal_name else f'exited with status {err.exit_code}'
+                raise distributed.PeerLost(f'training process {err.error_index} of {c.num_gpus} {how}; the others were stopped. '
+                    f'{_resume_advice(c)}') from None
+
+#----------------------------------------------------------------------------
