@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast demo build-ops clean-venv
+.PHONY: test test-fast demo build-ops gpu-check clean-venv
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,23 @@ demo: $(VENV)/.installed
 
 build-ops: $(VENV)/.installed
 	$(PY) -m torch_utils.ops --build
+
+# GPU acceptance run (never part of `make test`). PYTHON=... on the command line uses that interpreter
+# as it is (an existing CUDA environment, no venv); WHEELS=DIR installs what it lacks from a folder of wheels.
+GPU_CHECK_PACKAGES := numpy scipy click pillow psutil ninja requests tqdm open_clip_torch pytest
+ifeq ($(origin PYTHON),command line)
+GPU_PY := $(PYTHON)
+GPU_DEPS :=
+else
+GPU_PY := $(PY)
+GPU_DEPS := $(VENV)/.installed
+endif
+
+gpu-check: $(GPU_DEPS)
+ifdef WHEELS
+	$(GPU_PY) -m pip install --no-index --find-links=$(WHEELS) $(GPU_CHECK_PACKAGES)
+endif
+	$(GPU_PY) bench/gpu_check.py --md=gpu-check.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,6 +15,7 @@ import os
 import resource
 import sys
 import tempfile
+import warnings
 import zipfile
 
 import click
@@ -25,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train  # noqa: E402
 from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
+
+PHASE_NAMES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 def _write_dataset(path, num, res):
     rnd = np.random.RandomState(0)
@@ -59,6 +62,9 @@ def measure(cfg='cifar', res=32, batch=8, batch_gpu=None, device='cpu', impl='cu
     result = dict(cfg=cfg, res=res, batch=batch, device=device, impl=impl, cbase=cbase, cmax=cmax,
         timed_steps=steps, sec_per_kimg=round(timed['Timing/sec_per_kimg']['mean'], 3),
         sec_per_step=round(timed['Timing/sec_per_kimg']['mean'] * step_nimg / 1000, 3))
+    # Time of each phase in the last step of the tick (CUDA events on the GPU, the wall clock on the CPU).
+    result['phase_ms'] = {key[len('Timing/'):]: round(value['mean'], 2) for key, value in timed.items()
+        if key.startswith('Timing/') and key[len('Timing/'):] in PHASE_NAMES}
     if device == 'cuda':
         result['peak_gpu_mem_gb'] = round(timed['Resources/peak_gpu_mem_gb']['mean'], 3)
     result['peak_cpu_rss_gb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
@@ -74,8 +80,30 @@ def measure(cfg='cifar', res=32, batch=8, batch_gpu=None, device='cpu', impl='cu
 @click.option('--cbase', type=int)
 @click.option('--cmax', type=int)
 @click.option('--steps', help='Timed steps', type=int, default=2, show_default=True)
-def main(**kwargs):
-    print(json.dumps(dict(bench='train_speed', **measure(**kwargs))))
+@click.option('--kd', help='Distillation parts, e.g. agg,corr', default='none', show_default=True)
+@click.option('--kd-teacher', help='auto: the pretrained ViT-B/32 when its weights are cached or in $KD_CLIP_WEIGHTS, else a random one of the same shape',
+    type=click.Choice(['auto', 'pretrained', 'random']), default='auto', show_default=True)
+def main(kd, kd_teacher, **kwargs):
+    extra, teacher = [], None
+    if kd != 'none':
+        teacher = resolve_teacher(kd_teacher)
+        extra = [f'--kd={kd}', f'--kd-teacher={teacher}'] + ([f'--kd-clip-weights={os.environ["KD_CLIP_WEIGHTS"]}']
+            if teacher == 'pretrained' and os.environ.get('KD_CLIP_WEIGHTS') else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # The random-teacher warning is expected here.
+        result = measure(**kwargs, extra_args=extra)
+    print(json.dumps(dict(bench='train_speed', **result, kd=kd, kd_teacher=teacher)))
+
+def resolve_teacher(kind):
+    """'pretrained' or 'random' for --kd-teacher; auto looks for the weights without touching the network."""
+    if kind != 'auto':
+        return kind
+    if os.environ.get('KD_CLIP_WEIGHTS') and os.path.isfile(os.environ['KD_CLIP_WEIGHTS']):
+        return 'pretrained'
+    import open_clip
+    from kd import teacher
+    tag_cfg = open_clip.get_pretrained_cfg('ViT-B-32', 'openai')
+    return 'pretrained' if teacher._cached_weights(tag_cfg, teacher.default_cache_dir()) else 'random'
 
 if __name__ == '__main__':
     main()
