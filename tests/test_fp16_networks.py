@@ -160,3 +160,25 @@ def test_conv_clamp_acts_in_fp16_blocks():
         G(torch.randn(2, 32), torch.zeros(2, 0), noise_mode='const')
     hook.remove()
     assert seen[0] == pytest.approx(256, rel=1e-3)
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_fp16_on_cuda_with_the_kernels_matches_fp32():
+    """The same comparisons on the GPU, where fp16 is the default and the custom kernels run."""
+    torch.manual_seed(0)
+    G, D = _G().cuda(), _D().cuda()
+    z, c = torch.randn(4, 32, device='cuda'), torch.zeros(4, 0, device='cuda')
+    img16 = G(z, c, noise_mode='const')
+    img32 = G(z, c, noise_mode='const', force_fp32=True)
+    assert 0 < _rel_err(img16, img32) < 1e-2
+    x = torch.randn(4, 3, 16, 16, device='cuda')
+    assert 0 < _rel_err(D(x, c), D(x, c, force_fp32=True)) < 3e-3
+    results = []
+    for force_fp32 in (False, True):
+        D.zero_grad()
+        img = x.clone().requires_grad_()
+        grads, = torch.autograd.grad(D(img, c, force_fp32=force_fp32).sum(), [img], create_graph=True)
+        grads.square().sum([1, 2, 3]).mean().backward()
+        results.append(_grads(D))
+    assert torch.isfinite(results[0]).all() and ((results[0] - results[1]).norm() / results[1].norm()).item() < 5e-2

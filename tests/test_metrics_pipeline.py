@@ -289,3 +289,13 @@ def test_calc_metrics_cli_errors_are_clear(assets, run_dir, tmp_path, monkeypatc
     assert 'Traceback' not in result.output
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_fid_on_cuda_equals_cpu(assets, tmp_path):
+    # The CUDA branch of the pipeline: detector and generator on the GPU, pinned-memory loader.
+    cpu = frechet_inception_distance.compute_fid(metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path / 'a')), max_real=None, num_gen=NUM_GEN)
+    opts = metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path / 'b', G=TinyGenerator().cuda(), device='cuda'))
+    assert opts.device.type == 'cuda'
+    assert frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=NUM_GEN) == pytest.approx(cpu, rel=1e-3, abs=1e-4)

@@ -46,7 +46,4 @@ def dist_backend(device):
     """torch.distributed backend for processes on this device type: NCCL for CUDA, gloo otherwise."""
     return 'nccl' if torch.device(device).type == 'cuda' else 'gloo'
 
-def default_device():
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
-
 #----------------------------------------------------------------------------
