@@ -26,7 +26,6 @@ build-ops: $(VENV)/.installed
 
 # GPU acceptance run (never part of `make test`). PYTHON=... on the command line uses that interpreter
 # as it is (an existing CUDA environment, no venv); WHEELS=DIR installs what it lacks from a folder of wheels.
-GPU_CHECK_PACKAGES := numpy scipy click pillow psutil ninja requests tqdm open_clip_torch pytest
 ifeq ($(origin PYTHON),command line)
 GPU_PY := $(PYTHON)
 GPU_DEPS :=
@@ -36,10 +35,7 @@ GPU_DEPS := $(VENV)/.installed
 endif
 
 gpu-check: $(GPU_DEPS)
-ifdef WHEELS
-	$(GPU_PY) -m pip install --no-index --find-links=$(WHEELS) $(GPU_CHECK_PACKAGES)
-endif
-	$(GPU_PY) bench/gpu_check.py --md=gpu-check.md
+	$(GPU_PY) bench/gpu_check.py --md=gpu-check.md $(if $(WHEELS),--install-wheels=$(WHEELS))
 
 clean-venv:
 	rm -rf $(VENV)

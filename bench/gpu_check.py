@@ -55,6 +55,33 @@ def environment_problem():
         return f'no CUDA device is visible (torch {torch.__version__}, CUDA {torch.version.cuda}); run this on a GPU machine'
     return None
 
+TORCH_STACK = ('torch', 'torchvision', 'torchaudio', 'triton')  # Never replaced: the environment's CUDA build stays.
+
+def _dist_name(wheel):
+    # A wheel file name starts with the distribution name, '-' separated, with '_' for '-' and '.'.
+    return os.path.basename(wheel).split('-')[0].lower().replace('_', '-')
+
+def install_missing_wheels(folder):
+    """pip-install, offline and without dependency resolution, each wheel in `folder` whose
+    distribution is not installed yet; the torch stack and NVIDIA's libraries are left alone."""
+    from importlib import metadata
+    wheels = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith('.whl')) if os.path.isdir(folder) else []
+    if not wheels:
+        print(f'gpu-check: no wheels in {folder!r}', file=sys.stderr)
+        sys.exit(2)
+    todo = []
+    for wheel in wheels:
+        name = _dist_name(wheel)
+        if name in TORCH_STACK or name.startswith(('nvidia-', 'cuda-')):
+            continue
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            todo.append(wheel)
+    if todo:
+        print(f'gpu-check: installing {len(todo)} wheels from {folder}: {", ".join(_dist_name(w) for w in todo)}', file=sys.stderr)
+        subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps', *todo], check=True)
+
 def plan():
     """The steps, in order: (name, argv, time limit in seconds)."""
     py = sys.executable
@@ -183,7 +210,10 @@ def main(argv=None):
     parser.add_argument('--budget', type=float, default=480, help='seconds after which no new step starts [480]')
     parser.add_argument('--plan', dest='show_plan', action='store_true', help='print the steps and exit')
     parser.add_argument('--inception-only', action='store_true', help='only the feature-extraction figure (one JSON line)')
+    parser.add_argument('--install-wheels', metavar='DIR', help='first install the packages this interpreter lacks from the wheels in DIR (offline)')
     args = parser.parse_args(argv)
+    if args.install_wheels:
+        install_missing_wheels(args.install_wheels)
     md_path, budget, show_plan, inception_only = args.md_path, args.budget, args.show_plan, args.inception_only
     if show_plan:
         for name, argv, limit in plan():
