@@ -152,6 +152,7 @@ def setup_training_loop_kwargs(opts):
     c.training_set_kwargs.resolution = res
     dataset_name = training_set.name
     num_images = len(training_set)
+    class_names, label_dim = training_set.class_names, training_set.label_dim  # What the training loop will see.
     del training_set
     desc = dataset_name
     if o.cond:
@@ -212,8 +213,16 @@ def setup_training_loop_kwargs(opts):
         desc = setup_biggan_kwargs(o, c, spec, desc)
     else:
         desc = setup_stylegan2_kwargs(o, c, spec, desc)
+    if o.lecam_decay is not None and not 0 <= o.lecam_decay < 1:
+        raise click.UsageError('--lecam-decay must lie in [0, 1)')
+    if o.lecam_decay is not None and o.lecam == 0:
+        raise click.UsageError('--lecam-decay has no effect without --lecam')
     if o.lecam > 0:
+        # lecam-gan: anchor EMA decay 0.99 in its StyleGAN2 code; 0.9 in its BigGAN code, off until G iteration 1000.
+        biggan = spec.get('backbone') == 'biggan'
         c.loss_kwargs.lecam = o.lecam
+        c.loss_kwargs.lecam_decay = o.lecam_decay if o.lecam_decay is not None else (0.9 if biggan else 0.99)
+        c.loss_kwargs.lecam_start_kimg = spec.ema_start if biggan else 0
         desc += f'-lecam{o.lecam:g}'
     c.cudnn_benchmark = not o.nobench
     c.allow_tf32 = o.allow_tf32
@@ -252,10 +261,20 @@ def setup_training_loop_kwargs(opts):
     if diffaugment:
         desc += '-da-' + '-'.join(parse_policy(diffaugment))
 
-    # Knowledge distillation.
+    # Knowledge distillation: the resolved settings (prompts, head, width, teacher source) are recorded too.
     c.kd_kwargs = setup_kd_kwargs(o)
     if c.kd_kwargs.kd != 'none':
         desc += '-kd-' + c.kd_kwargs.kd.replace(',', '-')
+        from kd.loss import resolve_kd_settings  # Imported only when used: it pulls in open_clip.
+        from kd.teacher import CLIPWeightsUnavailableError
+        try:
+            c.kd_kwargs.update(resolve_kd_settings(c.kd_kwargs, class_names=class_names, dataset_name=dataset_name,
+                label_dim=label_dim, head_kind=('spectral' if spec.get('backbone') == 'biggan' else 'equalized'),
+                fetch_weights=not o.dry_run))
+        except CLIPWeightsUnavailableError as err:
+            raise click.ClickException(str(err))  # Before any run directory exists.
+        except ValueError as err:
+            raise click.UsageError(str(err))
 
     # Resume.
     c.resume_pkl = None
@@ -360,9 +379,11 @@ def setup_kd_kwargs(o):
             raise click.UsageError(f'--{name.replace("_", "-")} must be non-negative')
     if o.kd_agg_p is not None and not 0 <= o.kd_agg_p <= 1:
         raise click.UsageError('--kd-agg-p must be between 0 and 1')
+    if o.kd_prompts is not None and 'corr' not in parts and not (o.kd_div or 0) > 0:
+        raise click.UsageError('--kd-prompts has no effect unless --kd includes corr or --kd-div is positive')
     if len(parts) == 0:
         return dnnlib.EasyDict(kd='none')
-    kd_kwargs = dnnlib.EasyDict(kd=','.join(parts))
+    kd_kwargs = dnnlib.EasyDict(kd=','.join(p for p in KD_PARTS if p in parts))  # Canonical order.
     for name, default in defaults.items():
         kd_kwargs[name] = default if o[name] is None else o[name]
     return kd_kwargs
@@ -443,6 +464,7 @@ def _write_options(run_dir, c):
 @click.option('--dlr', help='D learning rate [default: from --cfg]', type=float)
 @click.option('--tick', help='Progress print interval in kimg', type=float)
 @click.option('--lecam', help='LeCam regularisation weight (0.3 in the paper\'s best CIFAR runs)', type=float, default=0, show_default=True)
+@click.option('--lecam-decay', help='LeCam anchor EMA decay [default: 0.99; 0.9 for biggan-cifar]', type=float)
 # Knowledge distillation (KD-DLGAN).
 @click.option('--kd', help='Distillation: none, agg, corr or agg,corr', default='none', show_default=True)
 @click.option('--kd-agg-weight', help='Weight of the aggregated KD loss [default: 10]', type=float)

@@ -48,6 +48,11 @@ class KDHead(torch.nn.Module):
         layer = SNLinear if self.spectral_norm else EqualizedLinear
         self.fc0 = layer(self.in_features, self.hidden)
         self.fc1 = layer(self.hidden, self.out_features)
+        if self.spectral_norm:
+            # The head is part of the authors' BigGAN D, whose init is N(0, 0.02) with zero biases.
+            for fc in (self.fc0, self.fc1):
+                torch.nn.init.normal_(fc.weight, mean=0.0, std=0.02)
+                torch.nn.init.zeros_(fc.bias)
 
     def forward(self, x):
         if x.ndim != 2 or x.shape[1] != self.in_features:

@@ -3,6 +3,8 @@ in G's phase). build_kd_terms validates the --kd-* options, builds the teacher, 
 embeddings and D's KD head."""
 
 import math
+import os
+import random
 
 import torch
 
@@ -56,7 +58,7 @@ class KDTerms:
     frozen teacher and the text embeddings; the trainable head lives in D (D.kd_head)."""
 
     def __init__(self, D, teacher, prompts, parts, agg_weight, corr_weight, agg_p, dist, corr_norm, div_weight,
-            options):
+            options, global_batch=None):
         self.D = D
         self.teacher = teacher
         self.prompts = list(prompts)
@@ -69,6 +71,14 @@ class KDTerms:
         self.corr_norm = corr_norm
         self.div_weight = div_weight
         self.options = options
+        self.global_batch = global_batch  # Images per D step over all passes and processes (None: one pass).
+        self._step_gate = None
+
+    def begin_phase(self, key):
+        """Draw the AGKD cross-term gate once for the passes of one D phase: the gate belongs to the
+        training step, so every pass and every process use the same one. key: any str/int, e.g.
+        (seed, step, phase) formatted; the same key gives the same gate (exact resume)."""
+        self._step_gate = agkd.sample_cross_gate(self.agg_p, random.Random(str(key)))
 
     def d_terms(self, real_img, real_feat, gen_img, gen_feat):
         """Weighted terms for D's main phase: 'agg' and/or 'corr_real', 'corr_fake' (scalars).
@@ -88,9 +98,8 @@ class KDTerms:
 
         terms = dict()
         if 'agg' in self.parts:
-            # torch's global RNG: the training loop seeds it per pass, so gates survive a resume and do
-            # not depend on the number of processes.
-            gate = agkd.sample_cross_gate(self.agg_p)
+            # Drawn once per D phase by begin_phase(); without it (direct calls), from torch's global RNG.
+            gate = self._step_gate if self._step_gate is not None else agkd.sample_cross_gate(self.agg_p)
             raw = agkd.agkd_loss(teacher_real, teacher_fake, student_real, student_fake, dist=self.dist,
                 cross_gate=gate)
             training_stats.report('Loss/kd/agg_raw', raw.detach())
@@ -100,9 +109,20 @@ class KDTerms:
             for name, teacher_feat, student_feat in [('real', teacher_real, student_real),
                                                      ('fake', teacher_fake, student_fake)]:
                 raw = cgkd.cgkd_loss(teacher_feat, student_feat, text, norm=self.corr_norm, dist=self.dist)
+                raw = raw * self._corr_scale(student_feat.shape[0])
                 training_stats.report(f'Loss/kd/corr_{name}_raw', raw.detach())
                 terms[f'corr_{name}'] = raw * self.corr_weight
         return terms
+
+    def _corr_scale(self, pass_batch):
+        """CGKD sums over the rows of the B x K correlation matrix, and the training loop averages the
+        passes of a step. With 'row' normalisation the rows are independent, so scaling each pass by
+        global_batch / pass_batch makes the average equal the whole-batch sum (the authors' single pass
+        of 50), for any split into passes and processes. 'matrix' normalises each pass's matrix by its
+        own Frobenius norm, which couples the rows: its passes are averaged unscaled (exact for one pass)."""
+        if self.global_batch is None or self.corr_norm != 'row':
+            return 1.0
+        return self.global_batch / pass_batch
 
     def g_terms(self, gen_img):
         """{'div': w * diversity(rownorm(I(G(z)) T^t))} with gradient through the frozen teacher into
@@ -117,11 +137,40 @@ class KDTerms:
 
 #----------------------------------------------------------------------------
 
+def canonical_parts(kd):
+    """'corr,agg' -> 'agg,corr': the parts in KD_PARTS order, so equal settings are recorded equally."""
+    parts = parse_kd_parts(kd)
+    return ','.join(p for p in KD_PARTS if p in parts) or 'none'
+
+def resolve_kd_settings(kd_kwargs, class_names=None, dataset_name=None, label_dim=None, head_kind='equalized',
+        fetch_weights=True):
+    """What a KD run will use, resolved before training so that training_options.json records it:
+    the prompt list, the head kind, the teacher's embedding width and where its weights come from.
+    fetch_weights: find (or download) the CLIP weights now; offline this raises
+    CLIPWeightsUnavailableError, before any run directory exists."""
+    from kd import teacher as kd_teacher
+    kd_clip = kd_kwargs.get('kd_clip', 'ViT-B-32')
+    _name, model_cfg = kd_teacher.model_config(kd_clip)
+    prompts = resolve_prompts(kd_kwargs.get('kd_prompts'), class_names=class_names, dataset_name=dataset_name, label_dim=label_dim)
+    random_init = kd_kwargs.get('kd_teacher', 'pretrained') == 'random'
+    if random_init:
+        source = 'random weights'
+    elif kd_kwargs.get('kd_clip_weights'):
+        source = os.path.abspath(kd_kwargs['kd_clip_weights'])
+    else:
+        source = f'open_clip {kd_clip} / {kd_kwargs.get("kd_clip_pretrained", "openai")}'
+    if fetch_weights and not random_init:
+        checkpoint, _tag = kd_teacher.resolve_checkpoint(kd_clip, kd_kwargs.get('kd_clip_pretrained', 'openai'),
+            kd_kwargs.get('kd_clip_weights'), False, kd_kwargs.get('kd_clip_cache') or kd_teacher.default_cache_dir())
+        source += f' ({checkpoint})' if checkpoint and not kd_kwargs.get('kd_clip_weights') else ''
+    return dict(prompt_list=list(prompts), head_kind=head_kind, embed_dim=int(model_cfg['embed_dim']), teacher_source=source)
+
 def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd='none', kd_agg_weight=10,
         kd_corr_weight=10, kd_agg_p=1.0, kd_dist='l2', kd_corr_norm='row', kd_clip='ViT-B-32',
         kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest',
         kd_prompts=None, kd_teacher='pretrained', kd_div=0.0, kd_clip_cache=None, kd_clip_precision='auto',
-        label_dim=None, head_kind=None, **unused_rejected):
+        label_dim=None, head_kind=None, prompt_list=None, embed_dim=None, teacher_source=None, global_batch=None,
+        **unused_rejected):
     """Validate the --kd-* options and return a KDTerms (None for --kd=none). Attaches D.kd_head
     unless D already has one (resume)."""
     if unused_rejected:
@@ -153,11 +202,15 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
     if not isinstance(feature_dim, int) or feature_dim <= 0:
         raise ValueError(f'KD needs a discriminator with a positive integer feature_dim, got {feature_dim!r}')
 
-    prompts = resolve_prompts(kd_prompts, class_names=class_names, dataset_name=dataset_name, label_dim=label_dim)
+    # A recorded prompt list (training_options.json) wins, so a resumed run distils the same prompts.
+    prompts = list(prompt_list) if prompt_list else resolve_prompts(kd_prompts, class_names=class_names,
+        dataset_name=dataset_name, label_dim=label_dim)
     teacher = CLIPTeacher(model=kd_clip, pretrained=kd_clip_pretrained, weights=kd_clip_weights,
         random=(kd_teacher == 'random'), resize=kd_resize, clip_norm=kd_clip_norm, device=device,
         cache_dir=kd_clip_cache, precision=kd_clip_precision, log=log)
 
+    if embed_dim is not None and embed_dim != teacher.embed_dim:
+        raise ValueError(f'the recorded KD embedding width {embed_dim} differs from CLIP {kd_clip!r}\'s {teacher.embed_dim}')
     head = getattr(D, 'kd_head', None)
     if head is None:
         D.kd_head = KDHead(in_features=feature_dim, out_features=teacher.embed_dim,
@@ -170,11 +223,11 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
         kd_dist=kd_dist, kd_corr_norm=kd_corr_norm, kd_clip=kd_clip, kd_clip_pretrained=kd_clip_pretrained,
         kd_clip_weights=kd_clip_weights, kd_clip_norm=kd_clip_norm, kd_resize=kd_resize, kd_prompts=kd_prompts,
         kd_teacher=kd_teacher, kd_div=div_weight, kd_clip_precision=kd_clip_precision, head_kind=head_kind, embed_dim=teacher.embed_dim,
-        prompt_list=list(prompts))
+        prompt_list=list(prompts), teacher_source=teacher_source)
     source = 'RANDOM weights' if kd_teacher == 'random' else (kd_clip_weights or kd_clip_pretrained)
     log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}, {teacher.precision}), {len(prompts)} prompts, '
         f'head {feature_dim} -> {D.kd_head.hidden} -> {teacher.embed_dim} ({head_kind})')
     return KDTerms(D=D, teacher=teacher, prompts=prompts, parts=parts, agg_weight=agg_weight, corr_weight=corr_weight,
-        agg_p=agg_p, dist=kd_dist, corr_norm=kd_corr_norm, div_weight=div_weight, options=options)
+        agg_p=agg_p, dist=kd_dist, corr_norm=kd_corr_norm, div_weight=div_weight, options=options, global_batch=global_batch)
 
 #----------------------------------------------------------------------------

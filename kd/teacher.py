@@ -175,12 +175,8 @@ def input_dtype(visual):
             return module.weight.dtype
     return next(p.dtype for p in visual.parameters() if p.is_floating_point())
 
-def _load_clip(model, pretrained, weights, random_init, device, cache_dir, precision='auto'):
-    precision = resolve_precision(precision, device)
-    key = (model, pretrained, weights, bool(random_init), str(device), cache_dir, precision)
-    if key in _model_cache:
-        return _model_cache[key]
-
+def model_config(model):
+    """(open_clip model name, its config) for a model name or a model config .json (registered here)."""
     if model.endswith('.json'):
         # A model config file (a custom architecture): register it; its file name is the model name.
         if not os.path.isfile(model):
@@ -190,21 +186,35 @@ def _load_clip(model, pretrained, weights, random_init, device, cache_dir, preci
     model_cfg = open_clip.get_model_config(model)
     if model_cfg is None:
         raise ValueError(f'Unknown open_clip model {model!r} (--kd-clip); see open_clip.list_models()')
+    return model, model_cfg
+
+def resolve_checkpoint(model, pretrained, weights, random_init, cache_dir):
+    """The weights file the teacher loads (None for random weights), from --kd-clip-weights, the cache
+    or a download. Raises CLIPWeightsUnavailableError offline; train.py calls it before making the run
+    directory. Returns (checkpoint, open_clip pretrained config)."""
+    model, _cfg = model_config(model)
     tag_cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else {}
     if random_init:
-        checkpoint = None
-    elif weights is not None:
+        return None, tag_cfg
+    if weights is not None:
         if not os.path.isfile(weights):
             raise CLIPWeightsUnavailableError(f'--kd-clip-weights: file not found: {weights}')
-        checkpoint = weights
-    elif tag_cfg:
-        checkpoint = _fetch_weights(model, pretrained, tag_cfg, cache_dir)
-    elif pretrained and os.path.isfile(pretrained):
-        checkpoint = pretrained
-    else:
-        tags = open_clip.list_pretrained_tags_by_model(model)
-        raise ValueError(f'{pretrained!r} is not an open_clip pretrained tag of {model!r} (--kd-clip-pretrained); '
-                         f'known tags: {", ".join(tags) or "none"}. A local file goes to --kd-clip-weights=FILE.')
+        return weights, tag_cfg
+    if tag_cfg:
+        return _fetch_weights(model, pretrained, tag_cfg, cache_dir), tag_cfg
+    if pretrained and os.path.isfile(pretrained):
+        return pretrained, tag_cfg
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    raise ValueError(f'{pretrained!r} is not an open_clip pretrained tag of {model!r} (--kd-clip-pretrained); '
+                     f'known tags: {", ".join(tags) or "none"}. A local file goes to --kd-clip-weights=FILE.')
+
+def _load_clip(model, pretrained, weights, random_init, device, cache_dir, precision='auto'):
+    precision = resolve_precision(precision, device)
+    key = (model, pretrained, weights, bool(random_init), str(device), cache_dir, precision)
+    if key in _model_cache:
+        return _model_cache[key]
+    checkpoint, tag_cfg = resolve_checkpoint(model, pretrained, weights, random_init, cache_dir)
+    model, model_cfg = model_config(model)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # Random weights (--kd-teacher=random) are the same on every rank and run.

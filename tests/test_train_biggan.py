@@ -43,7 +43,15 @@ def test_hinge_loss_and_lecam_hand_computed():
     real = torch.tensor([0.25, -1.0])[:, None, None, None].expand(-1, 3, 2, 2)
     z = torch.tensor([[0.5, 0, 0], [-0.75, 0, 0]])
     loss = BigGANLoss(device='cpu', G=_IdentityG(), D=D, lecam=0.5, lecam_decay=0.0)
+    # A first phase sets the anchors (no penalty yet: none exist); the second uses them.
+    loss.begin_phase('a')
     loss.accumulate_gradients(phase='Dboth', real_img=real, real_c=None, gen_z=z, gen_c=None, gain=1, cur_nimg=0)
+    loss.end_phase(cur_nimg=0)
+    assert D.s.grad.item() == pytest.approx(0.75 + 0.5)
+    D.s.grad = None
+    loss.begin_phase('b')
+    loss.accumulate_gradients(phase='Dboth', real_img=real, real_c=None, gen_z=z, gen_c=None, gain=1, cur_nimg=0)
+    loss.end_phase(cur_nimg=0)
     # D(real) = [0.5, -2], D(fake) = [1, -1.5], dD/ds = [0.5, -2] and [1, -1.5].
     # Hinge reals: mean(relu(1 - D)), both active: d/ds = -(0.5 - 2) / 2 = 0.75.
     # Hinge fakes: mean(relu(1 + D)) = mean([2, 0]): d/ds = 1 / 2 = 0.5.
@@ -52,6 +60,23 @@ def test_hinge_loss_and_lecam_hand_computed():
     #   mean(relu(-0.75 - D(fake))^2): only [0, 0.75] active: d/ds = 2 * 0.75 * 1.5 / 2 = 1.125; weight 0.5.
     assert D.s.grad.item() == pytest.approx(0.75 + 0.5 + 0.5 * (0.375 + 1.125))
     assert (loss.lecam_anchors.real, loss.lecam_anchors.fake) == (pytest.approx(-0.75), pytest.approx(-0.25))
+    # BigGAN form: before lecam_start_kimg the penalty is off and the anchors follow the latest means.
+    late = BigGANLoss(device='cpu', G=_IdentityG(), D=D, lecam=0.5, lecam_decay=0.9, lecam_start_kimg=1)
+    plain = BigGANLoss(device='cpu', G=_IdentityG(), D=D)
+    for shift, nimg in [(0.0, 0), (1.0, 500), (2.0, 1000)]:
+        grads = []
+        for loss_fn in (late, plain):
+            D.s.grad = None
+            loss_fn.begin_phase(nimg)
+            loss_fn.accumulate_gradients(phase='Dmain', real_img=real + shift, real_c=None, gen_z=z, gen_c=None, gain=1, cur_nimg=nimg)
+            loss_fn.end_phase(cur_nimg=nimg)
+            grads.append(D.s.grad.item())
+        if nimg < 1000:
+            assert grads[0] == pytest.approx(grads[1])  # No penalty yet.
+            assert late.lecam_anchors.real == pytest.approx(-0.75 + 2 * shift)  # Decay 0: the latest mean.
+        else:
+            assert grads[0] != pytest.approx(grads[1])  # The penalty acts from the start on.
+    assert late.lecam_anchors.real == pytest.approx(0.9 * (-0.75 + 2) + 0.1 * (-0.75 + 4))  # Then decay 0.9.
     with pytest.raises(ValueError, match='no phase "Dreg"'):
         loss.accumulate_gradients(phase='Dreg', real_img=real, real_c=None, gen_z=z, gen_c=None, gain=1, cur_nimg=0)
 
@@ -76,14 +101,17 @@ def test_biggan_kd_training_generate_and_metrics(tmp_path, monkeypatch, num_clas
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
     assert options['D_steps'] == 4 and options['batch_size'] == 4 and options['ema_start_kimg'] == 200
     assert options['G_opt_kwargs']['betas'] == [0.0, 0.999] and options['G_opt_kwargs']['lr'] == 2e-4
-    assert options['loss_kwargs'] == {'class_name': 'training.loss.BigGANLoss', 'diffaugment': 'translation,cutout', 'lecam': 0.3}
+    # lecam-gan's BigGAN form: anchor decay 0.9, penalty off until G iteration 1000 (200 kimg of reals).
+    assert options['loss_kwargs'] == {'class_name': 'training.loss.BigGANLoss', 'diffaugment': 'translation,cutout', 'lecam': 0.3,
+        'lecam_decay': 0.9, 'lecam_start_kimg': 200}
     assert options['training_set_kwargs']['xflip'] is True  # The preset mirrors the data.
 
     ticks = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))]
     # Each step shows D 4 batches of 4 reals: 16 images per step, one step per tick here.
     assert [t['Progress/kimg']['mean'] for t in ticks] == pytest.approx([0.016, 0.032])
-    for key in ['Loss/D/loss', 'Loss/G/loss', 'Loss/lecam_penalty', 'Loss/kd/agg', 'Loss/kd/corr_real', 'Loss/kd/corr_fake']:
+    for key in ['Loss/D/loss', 'Loss/G/loss', 'Loss/kd/agg', 'Loss/kd/corr_real', 'Loss/kd/corr_fake']:
         assert np.isfinite(ticks[-1][key]['mean']), key
+    assert 'Loss/lecam_penalty' not in ticks[-1]  # Off before G iteration 1000.
     assert ticks[-1]['Loss/D/loss']['num'] == 4  # One scalar per D step: 4 D steps per training step.
 
     pkl = os.path.join(run_dir, 'network-snapshot-000000.pkl')  # Named by whole kimg.

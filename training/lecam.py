@@ -4,8 +4,12 @@ D's outputs on reals are pulled toward the moving average of its outputs on fake
 
     R_LC = mean(relu(D(x) - a_F)^2) + mean(relu(a_R - D(G(z)))^2)
 
-with a_R, a_F exponential moving averages (decay 0.99) of the batch means of D(x) and D(G(z)).
-The ReLU-clipped form is the one of the authors' public code, which produced the published numbers.
+with a_R, a_F exponential moving averages of the batch means of D(x) and D(G(z)): decay 0.99 in
+lecam-gan's StyleGAN2 code (stylegan2/lecam_loss.py), 0.9 in its BigGAN code, whose anchors follow
+the latest batch means, with the penalty off, until G iteration 1000. The ReLU-clipped form is the
+one of the authors' public code, which produced the published numbers. The anchors move once per D
+phase with the means of its whole global batch (split-independent); each pass's penalty uses the
+anchors as the phase began, one phase behind lecam-gan, which moves them before the penalty.
 """
 
 import torch
@@ -29,13 +33,15 @@ class LeCamAnchors:
         self.real = None    # Python floats, identical on every rank after the logits are reduced.
         self.fake = None
 
-    def update(self, real_mean, fake_mean):
+    def update(self, real_mean, fake_mean, decay=None):
+        """One EMA step toward the batch means; decay=None uses self.decay (0 follows the means)."""
         real_mean, fake_mean = float(real_mean), float(fake_mean)
+        decay = self.decay if decay is None else decay
         if self.real is None:
             self.real, self.fake = real_mean, fake_mean
         else:
-            self.real = self.decay * self.real + (1 - self.decay) * real_mean
-            self.fake = self.decay * self.fake + (1 - self.decay) * fake_mean
+            self.real = decay * self.real + (1 - decay) * real_mean
+            self.fake = decay * self.fake + (1 - decay) * fake_mean
 
     def state_dict(self):
         return dict(decay=self.decay, real=self.real, fake=self.fake)

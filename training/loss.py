@@ -18,9 +18,12 @@ class GANLoss:
     """What every backbone's loss shares: augmentation of reals and fakes, D with features for KD,
     the KD terms, and LeCam. Subclasses implement accumulate_gradients()."""
 
-    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', lecam=0, lecam_decay=0.99, kd=None):
+    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', lecam=0, lecam_decay=0.99, lecam_start_kimg=0,
+            kd=None):
         if lecam < 0:
             raise ValueError(f'lecam weight must be non-negative, got {lecam}')
+        if lecam_start_kimg < 0:
+            raise ValueError(f'lecam_start_kimg must be non-negative, got {lecam_start_kimg}')
         self.device = torch.device(device)
         self.G = G
         self.D = D
@@ -28,7 +31,29 @@ class GANLoss:
         self.diffaugment = diffaugment or ''
         self.lecam = lecam
         self.lecam_anchors = LeCamAnchors(decay=lecam_decay)
+        self.lecam_start_kimg = lecam_start_kimg
+        self._lecam_sums = None  # [sum real, sum fake, count real, count fake] of the current D phase.
         self.kd = kd
+
+    def begin_phase(self, key):
+        """Called by the training loop before the passes of each phase of a step."""
+        self._lecam_sums = None
+        if self.kd is not None:
+            self.kd.begin_phase(key)
+
+    def end_phase(self, cur_nimg):
+        """Called by the training loop after the passes of each phase (every rank, same order): the
+        LeCam anchors move once, with the means over the phase's whole global batch, so they do not
+        depend on how the batch was split into passes and processes."""
+        if self._lecam_sums is None:
+            return
+        sums = self._lecam_sums
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        real_mean, fake_mean = (sums[0] / sums[2]).item(), (sums[1] / sums[3]).item()
+        # Before lecam_start_kimg (BigGAN form: G iteration 1000) the anchors follow the latest means.
+        self.lecam_anchors.update(real_mean, fake_mean, decay=(0.0 if cur_nimg < self.lecam_start_kimg * 1000 else None))
+        self._lecam_sums = None
 
     # Training state that must survive a resume.
     def state_dict(self):
@@ -78,16 +103,17 @@ class GANLoss:
         with torch.autograd.profiler.record_function('Gmain_backward'):
             total.mul(gain).backward()
 
-    def _lecam_term(self, real_logits, gen_logits):
-        """Weighted LeCam penalty; the anchors move with the batch means, averaged over processes so
-        that every rank keeps the same anchors."""
+    def _lecam_term(self, real_logits, gen_logits, cur_nimg):
+        """Weighted LeCam penalty against the anchors as the phase began (end_phase() moves them).
+        Off (zero) before lecam_start_kimg and before the first anchors exist."""
         if self.lecam == 0:
             return 0
-        means = torch.stack([real_logits.detach().mean(), gen_logits.detach().mean()]).to(torch.float32)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(means)
-            means /= torch.distributed.get_world_size()
-        self.lecam_anchors.update(means[0], means[1])
+        batch = torch.stack([real_logits.detach().sum(), gen_logits.detach().sum(),
+            torch.tensor(float(real_logits.numel()), device=real_logits.device),
+            torch.tensor(float(gen_logits.numel()), device=gen_logits.device)]).to(torch.float64)
+        self._lecam_sums = batch if self._lecam_sums is None else self._lecam_sums + batch
+        if self.lecam_anchors.real is None or cur_nimg < self.lecam_start_kimg * 1000:
+            return 0
         penalty = lecam_penalty(real_logits, gen_logits, self.lecam_anchors.real, self.lecam_anchors.fake)
         training_stats.report('Loss/lecam_penalty', penalty)
         return penalty * self.lecam
@@ -96,9 +122,10 @@ class GANLoss:
 
 class StyleGAN2Loss(GANLoss):
     def __init__(self, device, G, D, augment_pipe=None, diffaugment='', r1_gamma=10, style_mixing_prob=0,
-                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, lecam=0, lecam_decay=0.99, kd=None):
+                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, lecam=0, lecam_decay=0.99,
+                 lecam_start_kimg=0, kd=None):
         super().__init__(device=device, G=G, D=D, augment_pipe=augment_pipe, diffaugment=diffaugment, lecam=lecam,
-            lecam_decay=lecam_decay, kd=kd)
+            lecam_decay=lecam_decay, lecam_start_kimg=lecam_start_kimg, kd=kd)
         self.r1_gamma = r1_gamma
         self.style_mixing_prob = style_mixing_prob
         self.pl_weight = pl_weight
@@ -186,7 +213,7 @@ class StyleGAN2Loss(GANLoss):
                     loss_Dreal = F.softplus(-real_logits)
                     training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
                     total = total + loss_Dreal.mean()
-                    total = total + self._lecam_term(real_logits, gen_logits)
+                    total = total + self._lecam_term(real_logits, gen_logits, cur_nimg)
                     if use_kd:
                         terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
                         total = total + self._report_kd(terms)
@@ -228,7 +255,7 @@ class BigGANLoss(GANLoss):
                 training_stats.report(f'Loss/signs/{name}', logits.sign())
             loss_D = F.relu(1 - real_logits).mean() + F.relu(1 + gen_logits).mean()
             training_stats.report('Loss/D/loss', loss_D)
-            total = loss_D + self._lecam_term(real_logits, gen_logits)
+            total = loss_D + self._lecam_term(real_logits, gen_logits, cur_nimg)
             if use_kd:
                 terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
                 total = total + self._report_kd(terms)

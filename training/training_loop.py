@@ -238,7 +238,7 @@ def training_loop(
     if kd_kwargs.get('kd', 'none') != 'none':
         from kd.loss import build_kd_terms  # Imported only when used: it pulls in open_clip.
         kd_terms = build_kd_terms(D=D, device=device, class_names=training_set.class_names, dataset_name=training_set.name,
-            label_dim=training_set.label_dim, log=log, **kd_kwargs)
+            label_dim=training_set.label_dim, log=log, global_batch=batch_size, **kd_kwargs)
         D.requires_grad_(False)
         log(f'Knowledge distillation: {json.dumps(kd_terms.options, default=str)}')
 
@@ -385,6 +385,7 @@ def training_loop(
             # gradient is the mean over the global batch, whatever batch_gpu and num_gpus are.
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
+            loss.begin_phase(f'{random_seed}-{batch_idx}-{phase_idx}')  # Per-step draws (the AGKD gate).
             phase_real_img, phase_real_c = step_reals[phase.real_idx]
             for round_idx, (real_img, real_c) in enumerate(zip(phase_real_img, phase_real_c)):
                 label_rnd = _seed_chunk(random_seed, batch_idx, phase_idx, rank * rounds + round_idx)
@@ -394,6 +395,7 @@ def training_loop(
                 loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
                     gain=phase.interval / rounds, cur_nimg=cur_nimg)
             phase.module.requires_grad_(False)
+            loss.end_phase(cur_nimg)
 
             # Average gradients across processes by hand (covers any submodule, e.g. D.kd_head), then step.
             with torch.autograd.profiler.record_function(phase.name + '_opt'):
