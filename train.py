@@ -34,17 +34,29 @@ CONFIG_PRESETS = {
     'paper512':  dict(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
     'paper1024': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
     'cifar':     dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
-    # 100-shot / AnimalFace (DiffAugment's low-shot StyleGAN2 setting); no ADA, DiffAugment instead.
-    'low_shot':  dict(ref_gpus=1,  kimg=300,    mb=8,  mbstd=4,  fmaps=0.5, lrate=0.002,  gamma=10,   ema=2.5, ramp=0.05, map=2,
-                      aug='noaug', diffaugment='color,translation,cutout'),
+    # 100-shot / AnimalFace: DiffAugment-stylegan2-pytorch's low_shot preset (train.py, cfg_specs['low_shot']),
+    # snapshots every 10 ticks; no ADA, DiffAugment color,translation,cutout instead. ref_gpus -1: all processes.
+    'low_shot':  dict(ref_gpus=-1, kimg=300,    mb=8,  mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=2,
+                      snap=10, aug='noaug', diffaugment='color,translation,cutout'),
     # The 32x32 BigGAN of DiffAugment's CIFAR experiments: hinge loss, Adam(2e-4, betas 0/0.999), batch 50,
     # 4 D steps per G step, G_ema decay 0.9999 per G step (= a half-life of 346.6 kimg of G images) from
     # G iteration 1000 (= 200 kimg of reals), DiffAugment translation,cutout, mirrored data. kimg counts reals.
     'biggan-cifar': dict(backbone='biggan', ref_gpus=1, kimg=50000, mb=50, ch=64, lrate=2e-4, betas=[0.0, 0.999],
-                      d_steps=4, ema=346.6, ramp=None, ema_start=200, aug='noaug', diffaugment='translation,cutout', mirror=True),
+                      d_steps=4, ema=346.6, ramp=None, ema_start=200, aug='noaug', diffaugment='translation,cutout', mirror=True,
+                      snap=200),  # 200 ticks of 4 kimg = 800 kimg of reals = every 4000 G iterations, as the reference evaluates.
 }
 
 KD_PARTS = ('agg', 'corr')
+
+# --kd-preset: 'project' is this codebase's defaults (docs/kd.md); 'authors' is the setup of the KD-DLGAN
+# authors' code: CLIP fed the raw [-1, 1] batch, nearest x7 resize (32 -> 224), the ten CIFAR-10 prompts
+# "a airplane" ... "a truck" for CIFAR-10 and CIFAR-100 alike, unnormalised text embeddings (always), and
+# LeCam 0.3 (their train.sh runs the lc-DiffAugment scripts). Single --kd-* options still override.
+KD_PRESETS = {
+    'project': dict(),
+    'authors': dict(kd_clip_norm='none', kd_resize='nearest', kd_prompts='cifar10-authors'),
+}
+KD_PRESET_LECAM = dict(project=0.0, authors=0.3)
 
 #----------------------------------------------------------------------------
 
@@ -75,6 +87,10 @@ def _run_dirs(outdir):
     dirs = [d for d in os.listdir(outdir) if re.match(r'^\d+-', d) and os.path.isdir(os.path.join(outdir, d))]
     return sorted(dirs, key=lambda d: int(re.match(r'^\d+', d).group()))
 
+def _continues_a_run(pkl):
+    """A snapshot inside a run directory of this project (beside its training_options.json)."""
+    return os.path.isfile(pkl) and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(pkl)), 'training_options.json'))
+
 def resolve_resume(resume, outdir):
     """'latest' -> newest snapshot of the newest run in outdir; RUN_DIR -> its newest snapshot; else a pickle path/URL."""
     if resume == 'latest':
@@ -104,11 +120,12 @@ def setup_training_loop_kwargs(opts):
         raise click.UsageError('--gpus must be at least 1')
     if o.seed < 0:
         raise click.UsageError('--seed must be non-negative')
-    if o.snap < 1:
+    if o.snap is not None and o.snap < 1:
         raise click.UsageError('--snap must be at least 1')
     c.num_gpus = o.gpus
     c.random_seed = o.seed
-    c.image_snapshot_ticks = c.network_snapshot_ticks = o.snap
+    snap = o.snap if o.snap is not None else CONFIG_PRESETS[o.cfg].get('snap', 50)
+    c.image_snapshot_ticks = c.network_snapshot_ticks = snap
     if o.device == 'auto':
         c.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     else:
@@ -173,6 +190,8 @@ def setup_training_loop_kwargs(opts):
     desc += f'-{o.cfg}'
     if o.cfg == 'auto':
         _auto_spec(spec, res, o.gpus)
+    if spec.ref_gpus < 0:
+        spec.ref_gpus = o.gpus
     if o.kimg is not None:
         if not o.kimg > 0:
             raise click.UsageError('--kimg must be positive')
@@ -207,6 +226,8 @@ def setup_training_loop_kwargs(opts):
         raise click.UsageError('--tick must be positive')
     c.ema_kimg = spec.ema
     c.ema_rampup = spec.ramp
+    if o.lecam is None:
+        o.lecam = KD_PRESET_LECAM[o.kd_preset] if o.kd.strip().lower() != 'none' else 0.0
     if o.lecam < 0:
         raise click.UsageError('--lecam must be non-negative')
     if spec.get('backbone') == 'biggan':
@@ -282,6 +303,11 @@ def setup_training_loop_kwargs(opts):
     if o.resume is not None:
         c.resume_pkl = resolve_resume(o.resume, o.outdir)
         desc += '-resume'
+        if not _continues_a_run(c.resume_pkl):
+            # Transfer learning, as StyleGAN2-ADA's train.py: ADA reacts faster, no EMA ramp-up. A snapshot
+            # of one of our run directories instead continues that run exactly, with its own settings.
+            c.ada_kimg = 100
+            c.ema_rampup = None
 
     if o.desc is not None:
         desc += f'-{o.desc}'
@@ -379,13 +405,17 @@ def setup_kd_kwargs(o):
             raise click.UsageError(f'--{name.replace("_", "-")} must be non-negative')
     if o.kd_agg_p is not None and not 0 <= o.kd_agg_p <= 1:
         raise click.UsageError('--kd-agg-p must be between 0 and 1')
+    if o.kd_preset != 'project' and len(parts) == 0:
+        raise click.UsageError('--kd-preset has no effect without --kd')
     if o.kd_prompts is not None and 'corr' not in parts and not (o.kd_div or 0) > 0:
         raise click.UsageError('--kd-prompts has no effect unless --kd includes corr or --kd-div is positive')
     if len(parts) == 0:
         return dnnlib.EasyDict(kd='none')
     kd_kwargs = dnnlib.EasyDict(kd=','.join(p for p in KD_PARTS if p in parts))  # Canonical order.
+    defaults.update(KD_PRESETS[o.kd_preset])
     for name, default in defaults.items():
         kd_kwargs[name] = default if o[name] is None else o[name]
+    kd_kwargs.kd_preset = o.kd_preset
     return kd_kwargs
 
 #----------------------------------------------------------------------------
@@ -427,7 +457,7 @@ def _write_options(run_dir, c):
 @click.option('--cfg', help='Base configuration', type=click.Choice(sorted(CONFIG_PRESETS)), default='auto', show_default=True)
 @click.option('--gamma', help='R1 regularisation weight [default: from --cfg]', type=float)
 @click.option('--kimg', help='Training length in thousands of images (fractions allowed) [default: from --cfg]', type=float)
-@click.option('--snap', help='Snapshot interval in ticks', type=int, default=50, show_default=True)
+@click.option('--snap', help='Snapshot (and metric) interval in ticks [default: 50; 10 for low_shot, 200 for biggan-cifar]', type=int)
 @click.option('--seed', help='Random seed', type=int, default=0, show_default=True)
 @click.option('--metrics', help='Comma-separated metrics after each snapshot, or "none"', default='fid50k_full', show_default=True)
 @click.option('--metric-data', help='Reference dataset of the metrics [default: the training data]', metavar='PATH')
@@ -463,10 +493,11 @@ def _write_options(run_dir, c):
 @click.option('--glr', help='G learning rate [default: from --cfg]', type=float)
 @click.option('--dlr', help='D learning rate [default: from --cfg]', type=float)
 @click.option('--tick', help='Progress print interval in kimg', type=float)
-@click.option('--lecam', help='LeCam regularisation weight (0.3 in the paper\'s best CIFAR runs)', type=float, default=0, show_default=True)
+@click.option('--lecam', help='LeCam regularisation weight (0.3 in the paper\'s best CIFAR runs) [default: 0; 0.3 with --kd-preset=authors]', type=float)
 @click.option('--lecam-decay', help='LeCam anchor EMA decay [default: 0.99; 0.9 for biggan-cifar]', type=float)
 # Knowledge distillation (KD-DLGAN).
 @click.option('--kd', help='Distillation: none, agg, corr or agg,corr', default='none', show_default=True)
+@click.option('--kd-preset', help='Defaults of the --kd-* options: this project\'s, or the KD-DLGAN authors\' code (see docs/kd.md)', type=click.Choice(['project', 'authors']), default='project', show_default=True)
 @click.option('--kd-agg-weight', help='Weight of the aggregated KD loss [default: 10]', type=float)
 @click.option('--kd-corr-weight', help='Weight of each correlated KD loss [default: 10]', type=float)
 @click.option('--kd-agg-p', help='Probability of the cross terms per step [default: 1.0]', type=float)

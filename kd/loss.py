@@ -170,7 +170,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
         kd_clip_pretrained='openai', kd_clip_weights=None, kd_clip_norm='clip', kd_resize='nearest',
         kd_prompts=None, kd_teacher='pretrained', kd_div=0.0, kd_clip_cache=None, kd_clip_precision='auto',
         label_dim=None, head_kind=None, prompt_list=None, embed_dim=None, teacher_source=None, global_batch=None,
-        **unused_rejected):
+        kd_preset=None, **unused_rejected):
     """Validate the --kd-* options and return a KDTerms (None for --kd=none). Attaches D.kd_head
     unless D already has one (resume)."""
     if unused_rejected:
@@ -223,7 +223,7 @@ def build_kd_terms(D, device, class_names=None, dataset_name=None, log=print, kd
         kd_dist=kd_dist, kd_corr_norm=kd_corr_norm, kd_clip=kd_clip, kd_clip_pretrained=kd_clip_pretrained,
         kd_clip_weights=kd_clip_weights, kd_clip_norm=kd_clip_norm, kd_resize=kd_resize, kd_prompts=kd_prompts,
         kd_teacher=kd_teacher, kd_div=div_weight, kd_clip_precision=kd_clip_precision, head_kind=head_kind, embed_dim=teacher.embed_dim,
-        prompt_list=list(prompts), teacher_source=teacher_source)
+        prompt_list=list(prompts), teacher_source=teacher_source, kd_preset=kd_preset)
     source = 'RANDOM weights' if kd_teacher == 'random' else (kd_clip_weights or kd_clip_pretrained)
     log(f'kd: {options["kd"]} with CLIP {kd_clip} ({source}, {teacher.precision}), {len(prompts)} prompts, '
         f'head {feature_dim} -> {D.kd_head.hidden} -> {teacher.embed_dim} ({head_kind})')

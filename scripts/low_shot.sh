@@ -13,7 +13,9 @@ case $name in obama|grumpy_cat|panda|animalface_cat|animalface_dog) ;; *) echo "
 case $kd in kd) kd_opts=(--kd=agg,corr) ;; nokd) kd_opts=(--kd=none) ;; *) echo "second argument: kd or nokd" >&2; exit 2 ;; esac
 
 declare -A published=([obama-nokd]="46.87 (DiffAugment)" [obama-kd]="31.54 (KD-DLGAN)")
-echo "Target FID for $name $kd: ${published[$name-$kd]:-not listed here, see the paper}"
+echo "Published FID for $name $kd: ${published[$name-$kd]:-none: no published number for this row (docs/reproduce.md)}"
+# 100-shot: the preset's 300 kimg; AnimalFace: 500 kimg (DiffAugment's low-shot schedules).
+case $name in animalface_*) len_opts=(--kimg=500) ;; *) len_opts=() ;; esac
 
 source_path=$DOWNLOADS/$name
 [ -e "$source_path" ] || source_path=$DOWNLOADS/$name.zip
@@ -21,4 +23,4 @@ build_dataset "$DATASETS/$name.zip" "$source_path" --resolution=256x256 --transf
 
 "$PYTHON" "$REPO/train.py" --outdir="$RUNS" --gpus="$GPUS" --cfg=low_shot \
     --data="$DATASETS/$name.zip" --mirror=1 --diffaugment=color,translation,cutout \
-    "${kd_opts[@]}" --metrics=fid5k_full,fid50k_full --desc="$name-$kd" "$@"
+    "${len_opts[@]}" "${kd_opts[@]}" --metrics=fid5k_full,fid50k_full --desc="$name-$kd" "$@"

@@ -38,11 +38,19 @@ def downloads(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('script, args, expect', [
-    ('cifar_biggan.sh', ['cifar10', '20', 'kd', 'lecam', '--subset=8'], ['Target FID for cifar10 20% kd: 11.01',
-        '"class_name": "training.loss.BigGANLoss"', '"lecam": 0.3', '"kd": "agg,corr"', '"total_kimg": 50000',
-        'cifar10-test.zip']),
-    ('low_shot.sh', ['obama', 'nokd'], ['Target FID for obama nokd: 46.87', '"total_kimg": 300',
-        '"diffaugment": "color,translation,cutout"', '"fid5k_full"']),
+    ('cifar_biggan.sh', ['cifar10', '20', 'kd', 'nolecam', '--subset=8'], ['Published FID for cifar10 20% kd nolecam: 11.01',
+        '"class_name": "training.loss.BigGANLoss"', '"kd": "agg,corr"', '"total_kimg": 50000', 'cifar10-test.zip',
+        '"kd_preset": "authors"', '"kd_clip_norm": "none"', '"kd_resize": "nearest"', '"kd_prompts": "cifar10-authors"',
+        '"prompt_list": [\n      "a airplane"', '"network_snapshot_ticks": 200']),
+    ('cifar_biggan.sh', ['cifar10', '20', 'kd', 'lecam', '--subset=8'], ['Published FID for cifar10 20% kd lecam: none: no published number',
+        '"lecam": 0.3', '"lecam_decay": 0.9', '"lecam_start_kimg": 200']),
+    ('cifar_biggan.sh', ['cifar10', '100', 'kd-project', 'nolecam', '--subset=8'], ['"kd_preset": "project"', '"kd_clip_norm": "clip"',
+        '"total_kimg": 50000']),
+    ('cifar_biggan.sh', ['cifar10', '100', 'nokd', 'nolecam', '--subset=8'], ['Published FID for cifar10 100% nokd nolecam: 8.70']),
+    ('low_shot.sh', ['obama', 'nokd'], ['Published FID for obama nokd: 46.87', '"total_kimg": 300',
+        '"diffaugment": "color,translation,cutout"', '"fid5k_full"', '"network_snapshot_ticks": 10', '"channel_base": 32768',
+        '"ema_kimg": 10', '"ema_rampup": null', '"num_layers": 2', '"lr": 0.002', '"r1_gamma": 10', '"mbstd_group_size": 4',
+        '"batch_size": 8']),
 ])
 def test_launchers_dry_run(tmp_path, downloads, script, args, expect):
     result = _launch(script, args + ['--dry-run'], tmp_path)
@@ -76,3 +84,23 @@ def test_cifar_launcher_first_tick(tmp_path, downloads):
     ticks = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))]
     assert ticks[-1]['Progress/kimg']['mean'] == pytest.approx(0.016)
     assert os.path.isfile(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+
+@pytest.mark.slow
+def test_cifar100_full_length_and_authors_prompts(tmp_path, downloads):
+    import tarfile
+    from test_dataset_tool import _add_bytes, _pickle_py2_style
+    names = [f'class{i}' for i in range(100)]
+    with tarfile.open(downloads / 'cifar-100-python.tar.gz', 'w:gz') as tar:
+        _add_bytes(tar, 'cifar-100-python/train', _pickle_py2_style({b'data': cifar_rows(8, seed=1), b'fine_labels': list(range(8)),
+            b'coarse_labels': [0] * 8}))
+        _add_bytes(tar, 'cifar-100-python/test', _pickle_py2_style({b'data': cifar_rows(4, seed=2), b'fine_labels': [0, 1, 2, 3],
+            b'coarse_labels': [0] * 4}))
+        _add_bytes(tar, 'cifar-100-python/meta', _pickle_py2_style({b'fine_label_names': [n.encode() for n in names],
+            b'coarse_label_names': [b'a']}))
+    result = _launch('cifar_biggan.sh', ['cifar100', '100', 'kd', 'nolecam', '--dry-run'], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"total_kimg": 100000' in result.stdout  # 2000 epochs of 50k images.
+    assert 'Published FID for cifar100 100% kd nolecam: none: no published number' in result.stdout
+    options = json.loads(result.stdout[result.stdout.index('{'):result.stdout.index('\nOutput directory')])
+    assert options['kd_kwargs']['prompt_list'] == [f'a {n}' for n in ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+        'frog', 'horse', 'ship', 'truck')]  # The authors' ten CIFAR-10 prompts, for CIFAR-100 as well.
