@@ -362,6 +362,10 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, bat
         rank=opts.rank, verbose=opts.progress, detector_dir=opts.detector_dir)
 
     stats = FeatureStats(**stats_kwargs)
+    group = getattr(G, 'metric_forward_batch', None)
+    if group:
+        _generate_in_groups(opts, G, sampler, detector, detector_kwargs, stats, num_items, int(group))
+        return stats
     items = rank_items(num_items, opts)
     with progress_bar(opts, num_items, 'generated features') as bar:
         for start in range(0, len(items), batch_size):
@@ -375,5 +379,27 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, bat
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
             bar.update(stats.num_items - before)
     return stats
+
+#----------------------------------------------------------------------------
+
+def _generate_in_groups(opts, G, sampler, detector, detector_kwargs, stats, num_items, group):
+    """For generators whose output depends on the batch (BigGAN's batch norm): one forward pass per group of
+    `group` consecutive items, group k on rank k % num_gpus, gathered back in item order. The features
+    are then the same for any metric batch size and process count."""
+    num_groups = math.ceil(num_items / group)
+    rounds = math.ceil(num_groups / opts.num_gpus)
+    with progress_bar(opts, num_items, 'generated features') as bar:
+        for t in range(rounds):
+            k = t * opts.num_gpus + opts.rank  # Past the end: padding, generated and dropped.
+            z, c = sampler(range(k * group, (k + 1) * group))
+            img = G(z=z.to(opts.device), c=c.to(opts.device), **opts.G_kwargs)
+            features = run_detector(detector, images_to_uint8(img), detector_kwargs)
+            if opts.num_gpus > 1:
+                gathered = [torch.empty_like(features) for _ in range(opts.num_gpus)]
+                torch.distributed.all_gather(gathered, features.contiguous())
+                features = torch.cat(gathered)  # Groups t * num_gpus + r, in order.
+            before = stats.num_items
+            stats.append_torch(features)
+            bar.update(stats.num_items - before)
 
 #----------------------------------------------------------------------------

@@ -39,6 +39,15 @@ def path_lengths(G, vgg16, z, c, epsilon, crop):
     return (lpips_t0 - lpips_t1).square().sum(dim=1) / epsilon ** 2
 
 
+def _randomize_const_noise(G, seed):
+    """New constant noise for each batch, as StyleGAN2-ADA's PPL does (its noise_const buffers are redrawn
+    per batch); drawn from the batch's first item, so a rerun gives the same noise."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, buf in G.named_buffers():
+        if name.endswith('.noise_const'):
+            buf.copy_(torch.randn(buf.shape, generator=gen).to(buf.device))
+
+
 @torch.no_grad()
 def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0):
     G = metric_utils.copy_generator(opts)
@@ -54,6 +63,7 @@ def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0):
     with metric_utils.progress_bar(opts, num_samples, 'path lengths') as bar:
         for start in range(0, len(items), batch_size):
             z, c = sampler(items[start : start + batch_size], num_latents=2)
+            _randomize_const_noise(G, seed=seed * (1 << 32) + items[start])
             lengths = path_lengths(G, vgg16, z.to(opts.device), c.to(opts.device), epsilon, crop)
             before = dist.num_items
             dist.append_torch(lengths[:, None], num_gpus=opts.num_gpus, rank=opts.rank)

@@ -183,3 +183,26 @@ def test_unknown_phase_is_rejected():
         loss.accumulate_gradients(phase='Gfoo', real_img=real, real_c=c, gen_z=z, gen_c=c, gain=1, cur_nimg=0)
 
 #----------------------------------------------------------------------------
+
+
+def test_w_avg_moves_in_every_training_mapping_call_but_style_mixing():
+    """StyleGAN2-ADA updates w_avg whenever G's mapping runs in training mode (G main, G reg, D main),
+    skipping only the style-mixing call; truncation of our networks then matches SG2A-trained ones."""
+    from training import networks_stylegan2 as net
+    torch.manual_seed(0)
+    G = net.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+        channel_base=64, channel_max=8).train()
+    D = net.Discriminator(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8,
+        epilogue_kwargs=dict(mbstd_group_size=2))
+    loss = StyleGAN2Loss(device='cpu', G=G, D=D, r1_gamma=1, style_mixing_prob=1.0, pl_weight=2)
+    z, c, real = torch.randn(4, 8), torch.zeros(4, 0), torch.randn(4, 3, 8, 8)
+    beta = G.mapping.w_avg_beta
+    for phase, zs in [('Gmain', z), ('Greg', z[:2]), ('Dmain', z), ('Dreg', None)]:
+        before = G.mapping.w_avg.clone()
+        with torch.no_grad():
+            expect = None if zs is None else G.mapping(zs, c[:len(zs)])[:, 0].mean(dim=0).lerp(before, beta)
+        loss.accumulate_gradients(phase=phase, real_img=real, real_c=c, gen_z=z, gen_c=c, gain=1, cur_nimg=0)
+        if expect is None:
+            assert torch.equal(G.mapping.w_avg, before), phase
+        else:
+            torch.testing.assert_close(G.mapping.w_avg, expect, msg=phase)  # The main latents only, not the mixing ones.

@@ -299,3 +299,68 @@ def test_fid_on_cuda_equals_cpu(assets, tmp_path):
     opts = metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path / 'b', G=TinyGenerator().cuda(), device='cuda'))
     assert opts.device.type == 'cuda'
     assert frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=NUM_GEN) == pytest.approx(cpu, rel=1e-3, abs=1e-4)
+
+#----------------------------------------------------------------------------
+# Generators with batch statistics (BigGAN): fixed forward groups, whatever the batch and process count.
+
+class _BatchStatG(torch.nn.Module):
+    """Output depends on the batch (normalised by the batch mean), like BigGAN's batch norm."""
+    z_dim, c_dim, img_resolution, img_channels = 4, 0, RES, 3
+
+    def __init__(self, group):
+        super().__init__()
+        self.metric_forward_batch = group
+        self.register_buffer('w', torch.randn([4, 3 * RES * RES], generator=torch.Generator().manual_seed(3)) * 0.3)
+
+    def forward(self, z, c, **_kwargs):
+        x = z - z.mean(dim=0, keepdim=True)
+        return torch.tanh(x @ self.w).reshape([-1, 3, RES, RES])
+
+def _gen_features(assets, tmp_path, group, batch_size, num_gpus=1, rank=0):
+    opts = metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path, G=_BatchStatG(group), num_gpus=num_gpus, rank=rank))
+    stats = metric_utils.compute_feature_stats_for_generator(opts, metric_utils.INCEPTION_URL, dict(return_features=True),
+        batch_size=batch_size, capture_all=True, max_items=23)
+    return stats.get_all()
+
+def test_batch_statistics_generator_is_grouped(assets, tmp_path):
+    a = _gen_features(assets, tmp_path, group=5, batch_size=64)
+    b = _gen_features(assets, tmp_path, group=5, batch_size=3)
+    assert a.shape[0] == 23
+    np.testing.assert_array_equal(a, b)
+    # Without the groups, the features follow the metric batch: what the groups fix.
+    assert not np.allclose(_gen_features(assets, tmp_path, group=None, batch_size=64),
+        _gen_features(assets, tmp_path, group=None, batch_size=3))
+
+def _grouped_worker(rank, init_file, assets, cache, out_file):
+    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        features = _gen_features(assets, cache, group=5, batch_size=7, num_gpus=2, rank=rank)
+        if rank == 0:
+            np.save(out_file, features)
+    finally:
+        torch.distributed.destroy_process_group()
+
+@pytest.mark.slow
+def test_batch_statistics_generator_two_processes(assets, tmp_path):
+    out_file = str(tmp_path / 'features.npy')
+    torch.multiprocessing.spawn(_grouped_worker, nprocs=2, args=(str(tmp_path / 'init'), assets, tmp_path / 'c', out_file))
+    np.testing.assert_array_equal(np.load(out_file), _gen_features(assets, tmp_path, group=5, batch_size=64))
+
+
+def test_ppl_redraws_the_constant_noise_per_batch(assets, tmp_path, monkeypatch):
+    # StyleGAN2-ADA's PPL draws new noise_const buffers for every batch; ours are seeded by the batch.
+    from training import networks_stylegan2 as net
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=8, img_channels=3, mapping_kwargs=dict(num_layers=1),
+        channel_base=32, channel_max=4)
+    seen = []
+    real = perceptual_path_length.path_lengths
+    def spy(G, *args, **kwargs):
+        seen.append(G.synthesis.b8.conv1.noise_const.clone())
+        return real(G, *args, **kwargs)
+    monkeypatch.setattr(perceptual_path_length, 'path_lengths', spy)
+    opts = metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path, G=G))
+    first = perceptual_path_length.compute_ppl(opts, num_samples=6, epsilon=1e-4, crop=False, batch_size=2)
+    assert len(seen) == 3 and not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    assert not torch.equal(seen[0], G.synthesis.b8.conv1.noise_const)  # A copy of G is changed, not G.
+    seen.clear()
+    assert perceptual_path_length.compute_ppl(opts, num_samples=6, epsilon=1e-4, crop=False, batch_size=2) == first

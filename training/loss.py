@@ -168,14 +168,16 @@ class StyleGAN2Loss(GANLoss):
         use_kd = self.kd is not None
 
         # Gmain: make D call the fakes real (non-saturating loss).
+        # w_avg moves on every mapping call of G's main, G's regularisation and D's main phase, as in
+        # StyleGAN2-ADA (its mapping updates w_avg whenever it runs in training mode), except style mixing's.
         if do_Gmain:
-            self._G_main(lambda: self.run_G(gen_z, gen_c)[0], gen_c, gain, loss_fn=lambda logits: F.softplus(-logits))
+            self._G_main(lambda: self.run_G(gen_z, gen_c, update_emas=True)[0], gen_c, gain, loss_fn=lambda logits: F.softplus(-logits))
 
         # Greg: path-length regularisation on a shrunk batch.
         if do_Gpl:
             with torch.autograd.profiler.record_function('Gpl_forward'):
                 batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
-                gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size])
+                gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size], update_emas=True)
                 pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
                 with torch.autograd.profiler.record_function('pl_grads'), conv2d_gradfix.no_weight_gradients(self.pl_no_weight_grad):
                     pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True, only_inputs=True)[0]

@@ -84,6 +84,10 @@ class GeneratorBlock(torch.nn.Module):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
+    # Batch norm uses the batch's statistics, so the images depend on which latents share a forward pass:
+    # metrics generate in fixed groups of this many consecutive items (the reference samples 50 at a time).
+    metric_forward_batch = 50
+
     def __init__(self,
         z_dim           = 128,  # Latent size.
         c_dim           = 0,    # Label size, 0 = unconditional.
