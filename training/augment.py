@@ -5,12 +5,12 @@ Each transform is applied to each sample independently with probability `strengt
 colour, image-space filtering, additive noise, cutout. All of it is differentiable with respect
 to the images, so G is trained through it.
 
-Geometric transforms are accumulated as one 3x3 matrix G_inv per sample that maps output pixel
-coordinates to input coordinates (origin at the image centre, y pointing down). Samples whose
-transform moves pixel centres onto pixel centres (flips, quarter turns, integer shifts) are
-copied exactly; the others are resampled: reflect padding, 2x upsampling with a low-pass filter,
-bilinear sampling, low-pass 2x downsampling. Colour transforms are 4x4 matrices acting on
-homogeneous RGB.
+Geometric transforms (pixel blitting and general affine) are accumulated as one 3x3 matrix G_inv
+per sample that maps output pixel coordinates to input coordinates (origin at the image centre,
+y pointing down) and applied in one pass, as ADA does: reflect padding, 2x upsampling with ADA's
+sym6 wavelet filter, bilinear grid_sample, 2x downsampling with the same filter. Colour transforms
+are 4x4 matrices acting on homogeneous RGB; image-space filtering uses ADA's sym2 octave bank. The
+random draws come in ADA's order, so a seed gives ADA's augmentations.
 """
 
 import numpy as np
@@ -23,28 +23,35 @@ from torch_utils.ops import grid_sample_gradfix
 from torch_utils.ops import upfirdn2d
 
 #----------------------------------------------------------------------------
-# Filters, designed here as Kaiser-windowed sinc low-pass filters.
+# Filters of ADA (StyleGAN2-ADA, training/augment.py): Daubechies' symlet low-pass taps, the decomposition
+# low-pass filters of PyWavelets' 'sym2' and 'sym6' (pywt.Wavelet(name).dec_lo).
 
-def lowpass_filter(numtaps, cutoff, beta=6.0):
-    """Linear-phase low-pass FIR with unit DC gain; cutoff in cycles per sample (0.5 = Nyquist)."""
-    n = np.arange(numtaps) - (numtaps - 1) / 2
-    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(numtaps, beta)
-    return taps / taps.sum()
+SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
+SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148]
 
-def octave_filter_bank(numtaps=31, num_bands=4):
-    """Band-split filters, one per octave (lowest band [0, pi/2^num_bands] ... highest [pi/2, pi]).
+def octave_filter_bank(lo=SYM2, num_bands=4):
+    """ADA's filter bank for image-space filtering: one row per octave band, lowest first.
 
-    Built as differences of nested low-pass filters, so the bands sum exactly to a unit impulse
-    and setting every band gain to one leaves the image unchanged.
+    With H(z) the wavelet low-pass, lo2 = H(z)H(1/z)/2 and hi2 = H(-z)H(-1/z)/2 are complementary
+    (lo2 + hi2 = unit impulse). Starting from the impulse in band 0, each level dilates every row by
+    two (zero insertion), low-passes it with lo2 and adds hi2 to the next band, so the rows always sum
+    to the impulse: unit band gains leave the image unchanged.
     """
-    if numtaps % 2 != 1:
-        raise ValueError('octave_filter_bank needs an odd number of taps so that every band is centred')
-    impulse = np.zeros(numtaps)
-    impulse[numtaps // 2] = 1
-    cutoffs = [0.5 / 2 ** (num_bands - i) for i in range(1, num_bands)]  # 1/16, 1/8, 1/4 for four bands
-    lowpasses = [lowpass_filter(numtaps, fc) for fc in cutoffs] + [impulse]
-    bands = [lowpasses[0]] + [lowpasses[i] - lowpasses[i - 1] for i in range(1, num_bands)]
-    return np.stack(bands).astype(np.float32)
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = lo * (-1.0) ** np.arange(lo.size)
+    lo2 = np.convolve(lo, lo[::-1]) / 2
+    hi2 = np.convolve(hi, hi[::-1]) / 2
+    bank = np.zeros([num_bands, 1])
+    bank[0, 0] = 1
+    for band in range(1, num_bands):
+        dilated = np.zeros([num_bands, 2 * bank.shape[1] - 1])
+        dilated[:, ::2] = bank
+        bank = np.stack([np.convolve(row, lo2) for row in dilated])
+        start = (bank.shape[1] - hi2.size) // 2
+        bank[band, start : start + hi2.size] += hi2
+    return bank.astype(np.float32)
 
 #----------------------------------------------------------------------------
 # Batched homogeneous matrices; arguments are python scalars or [N] tensors.
@@ -111,12 +118,6 @@ def _reflect_pad(x, pad_x0, pad_x1, pad_y0, pad_y1):
     cols = _reflect_index(torch.arange(-pad_x0, x.shape[3] + pad_x1, device=x.device), x.shape[3])
     return x.index_select(2, rows).index_select(3, cols)
 
-def _pixel_centers(height, width, device):
-    """Homogeneous centred coordinates of the pixel centres, [3, H*W] (x varies fastest)."""
-    ys, xs = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + 0.5 - height / 2,
-                            torch.arange(width, device=device, dtype=torch.float32) + 0.5 - width / 2, indexing='ij')
-    return torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs).flatten()])
-
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
@@ -172,10 +173,11 @@ class AugmentPipe(torch.nn.Module):
         if len(self.imgfilter_bands) != 4:
             raise ValueError(f'imgfilter_bands needs one probability multiplier per octave band (4), got {len(self.imgfilter_bands)}')
 
-        # Low-pass filter for the 2x up/downsampling around geometric resampling: cutoff at the 1x Nyquist rate.
-        self.register_buffer('Hz_geom', upfirdn2d.setup_filter(lowpass_filter(numtaps=12, cutoff=0.25)))
-        self.register_buffer('Hz_fbank', torch.as_tensor(octave_filter_bank(numtaps=31, num_bands=4)))
-        # Assumed share of a natural image's power in each band (roughly 1/f), so band gains keep the expected power.
+        # ADA's filters: sym6 for the 2x up/downsampling around geometric resampling, the sym2 octave bank for
+        # image-space filtering.
+        self.register_buffer('Hz_geom', upfirdn2d.setup_filter(SYM6))
+        self.register_buffer('Hz_fbank', torch.as_tensor(octave_filter_bank(SYM2, num_bands=4)))
+        # Expected share of a natural image's power in each band (roughly 1/f), so band gains keep the expected power.
         self.register_buffer('band_power', torch.as_tensor([10.0, 1.0, 1.0, 1.0]) / 13)
 
     def _gate(self, value, identity, prob):
@@ -220,7 +222,9 @@ class AugmentPipe(torch.nn.Module):
         if self.xfrac > 0:
             t = self._gate(torch.randn([N, 2], device=device) * self.xfrac_std, 0, self.xfrac * p)
             G_inv = G_inv @ translate2d_inv(t[:, 0] * W, t[:, 1] * H, device=device)
-        if (G_inv != I_3).any():
+        # As in ADA, once any geometric transform is enabled the whole batch takes the resampling pass
+        # (even samples drawn as the identity, and even at p = 0): one pass for blit and geometry together.
+        if any(v > 0 for v in (self.xflip, self.rotate90, self.xint, self.scale, self.rotate, self.aniso, self.xfrac)):
             images = self.warp(images, G_inv)
 
         # Colour transformations, accumulated left-to-right into C (applied to homogeneous RGB).
@@ -246,23 +250,19 @@ class AugmentPipe(torch.nn.Module):
         if (M != I_4).any():
             images = self.apply_color_matrix(images, M)
 
-        # Image-space filtering: random gain per octave band, normalised to keep the expected power.
+        # Image-space filtering: random gain per octave band, normalised to keep the expected power; ADA's
+        # draws in ADA's order (the gain, then the gate). Samples left at unit gains get the identity filter.
         if self.imgfilter > 0:
             num_bands = self.Hz_fbank.shape[0]
             gains = torch.ones([N, num_bands], device=device)
-            applied = torch.zeros([N], dtype=torch.bool, device=device)
             for band, band_strength in enumerate(self.imgfilter_bands):
-                keep = torch.rand([N], device=device) < self.imgfilter * p * band_strength
                 t = torch.exp2(torch.randn([N], device=device) * self.imgfilter_std)
-                t = torch.where(keep, t, torch.ones_like(t))
+                t = torch.where(torch.rand([N], device=device) < self.imgfilter * p * band_strength, t, torch.ones_like(t))
                 band_gains = torch.ones([N, num_bands], device=device)
                 band_gains[:, band] = t
                 band_gains = band_gains / (self.band_power * band_gains.square()).sum(dim=1, keepdim=True).sqrt()
                 gains = gains * band_gains
-                applied = applied | keep
-            if applied.any():
-                filtered = self.apply_band_gains(images, gains)
-                images = torch.where(applied.reshape(N, 1, 1, 1), filtered, images)
+            images = self.apply_band_gains(images, gains)
 
         # Additive Gaussian noise with a random per-sample strength.
         if self.noise > 0:
@@ -283,56 +283,41 @@ class AugmentPipe(torch.nn.Module):
         return images
 
     def warp(self, images, G_inv):
-        """out(u) = images(G_inv u) per sample, in centred pixel coordinates, with reflection at the borders."""
+        """out(u) = images(G_inv u) per sample, in centred pixel coordinates, as ADA resamples: reflect
+        padding, 2x upsampling with the sym6 filter, bilinear grid_sample, 2x downsampling with it."""
         N, C, H, W = images.shape
         misc.assert_shape(G_inv, [N, 3, 3])
-        G_inv = G_inv.to(device=images.device, dtype=torch.float32)
-        src = G_inv @ _pixel_centers(H, W, images.device)  # [N, 3, H*W]
-        src_col = src[:, 0] + W / 2 - 0.5
-        src_row = src[:, 1] + H / 2 - 0.5
-        col, row = torch.round(src_col), torch.round(src_row)
-        exact = ((src_col - col).abs() < 1e-3).all(dim=1) & ((src_row - row).abs() < 1e-3).all(dim=1)
+        device = images.device
+        G_inv = G_inv.to(device=device, dtype=torch.float32)
+        pad = self.Hz_geom.shape[0] // 4  # Output margin, in output pixels, that the downsampling filter reads.
 
-        # Pixel-exact copy (valid for the samples in `exact`; the rest are replaced below).
-        index = _reflect_index(row.long(), H) * W + _reflect_index(col.long(), W)
-        out = images.flatten(2).gather(2, index.unsqueeze(1).expand(N, C, H * W)).reshape(N, C, H, W)
-        if exact.all():
-            return out
-        idx = torch.nonzero(~exact).flatten()
-        return out.index_copy(0, idx, self._resample(images[idx], G_inv[idx]))
+        # Reflect-pad the input by how far the transformed output (grown by 2 * pad) reaches past its
+        # edges, at most one mirrored copy per side.
+        cx, cy = (W - 1) / 2, (H - 1) / 2
+        corners = misc.constant(np.asarray([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], np.float32).T, device=device)
+        reach = (G_inv @ corners)[:, :2, :].permute(1, 0, 2).flatten(1)  # [xy, N * 4]
+        reach = torch.cat([-reach, reach]).amax(dim=1)  # Furthest corner left, up, right, down.
+        reach = reach + misc.constant(np.asarray([2 * pad - cx, 2 * pad - cy] * 2, np.float32), device=device)
+        reach = reach.clamp(min=0).minimum(misc.constant(np.asarray([W - 1, H - 1] * 2, np.float32), device=device))
+        px0, py0, px1, py1 = [int(v) for v in reach.ceil().tolist()]
+        images = torch.nn.functional.pad(input=images, pad=[px0, px1, py0, py1], mode='reflect')
+        G_inv = translate2d((px0 - px1) / 2, (py0 - py1) / 2, device=device) @ G_inv  # Centre of the padded image.
 
-    def _resample(self, images, G_inv):
-        """Band-limited affine resampling through a 2x upsampled, reflect-padded copy."""
-        N, C, H, W = images.shape
-        taps = self.Hz_geom.shape[0]
-        # Input region needed: output image grown by the downsampling filter's reach, mapped by G_inv,
-        # grown by the upsampling filter's reach and one pixel for bilinear interpolation.
-        reach = taps / 4
-        cx, cy = W / 2 + reach, H / 2 + reach
-        corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], device=images.device).t()
-        src = G_inv @ corners  # [N, 3, 4]
-        margin = reach + 1
-        lo = src[:, :2].amin(dim=(0, 2)) - margin
-        hi = src[:, :2].amax(dim=(0, 2)) + margin
-        # At most one mirrored copy per side, which bounds memory for extreme draws; beyond it grid_sample reads zeros.
-        lo, hi = lo.tolist(), hi.tolist()
-        pad_x0 = int(np.clip(np.ceil(-W / 2 - lo[0]), 0, W - 1))
-        pad_x1 = int(np.clip(np.ceil(hi[0] - W / 2), 0, W - 1))
-        pad_y0 = int(np.clip(np.ceil(-H / 2 - lo[1]), 0, H - 1))
-        pad_y1 = int(np.clip(np.ceil(hi[1] - H / 2), 0, H - 1))
-        padded = _reflect_pad(images, pad_x0, pad_x1, pad_y0, pad_y1)
-        padded_w, padded_h = padded.shape[3], padded.shape[2]
-        upsampled = upfirdn2d.upsample2d(padded, self.Hz_geom.to(images.dtype), up=2)
+        # 2x upsampling: coordinates double, and upsampled pixel k lies at input position (k - 0.5) / 2.
+        images = upfirdn2d.upsample2d(x=images, f=self.Hz_geom.to(images.dtype), up=2)
+        G_inv = scale2d(2, 2, device=device) @ G_inv @ scale2d_inv(2, 2, device=device)
+        G_inv = translate2d(-0.5, -0.5, device=device) @ G_inv @ translate2d_inv(-0.5, -0.5, device=device)
 
-        # Sample the 2x output grid; grid_sample's normalised coordinates span the padded image's extent.
-        out_points = _pixel_centers(2 * H, 2 * W, images.device)
-        out_points = scale2d(0.5, 0.5, device=images.device) @ out_points  # 2x pixel units -> 1x pixel units
-        src = G_inv @ out_points  # [N, 3, 4*H*W]
-        grid_x = (src[:, 0] + W / 2 + pad_x0) * (2 / padded_w) - 1
-        grid_y = (src[:, 1] + H / 2 + pad_y0) * (2 / padded_h) - 1
-        grid = torch.stack([grid_x, grid_y], dim=-1).reshape(N, 2 * H, 2 * W, 2).to(images.dtype)
-        sampled = grid_sample_gradfix.grid_sample(upsampled, grid)
-        return upfirdn2d.downsample2d(sampled, self.Hz_geom.to(images.dtype), down=2)
+        # Bilinear sampling of the 2x output grid (output grown by pad on each side), in grid_sample's
+        # normalised coordinates of the upsampled input.
+        shape = [N, C, (H + 2 * pad) * 2, (W + 2 * pad) * 2]
+        G_inv = scale2d(2 / images.shape[3], 2 / images.shape[2], device=device) @ G_inv @ \
+            scale2d_inv(2 / shape[3], 2 / shape[2], device=device)
+        grid = torch.nn.functional.affine_grid(theta=G_inv[:, :2, :].to(images.dtype), size=shape, align_corners=False)
+        images = grid_sample_gradfix.grid_sample(images, grid)
+
+        # 2x downsampling with the same filter (correlation), cropping the margin.
+        return upfirdn2d.downsample2d(x=images, f=self.Hz_geom.to(images.dtype), down=2, padding=-pad * 2, flip_filter=True)
 
     @staticmethod
     def apply_color_matrix(images, M):
