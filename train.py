@@ -87,6 +87,27 @@ def _run_dirs(outdir):
     dirs = [d for d in os.listdir(outdir) if re.match(r'^\d+-', d) and os.path.isdir(os.path.join(outdir, d))]
     return sorted(dirs, key=lambda d: int(re.match(r'^\d+', d).group()))
 
+def check_resume_network(pkl, resolution, channels, label_dim, backbone):
+    """Load the --resume pickle now, before any run directory exists: one clear error for a corrupt file,
+    a pickle that holds no networks, or networks that do not fit the data (naming both)."""
+    from training.snapshot import load_network_pkl
+    try:
+        data = load_network_pkl(pkl)
+    except (OSError, ValueError) as err:
+        raise click.UsageError(f'--resume: {err}')
+    G = data['G_ema']
+    have = (int(G.img_resolution), int(G.img_channels), int(G.c_dim))
+    want = (resolution, channels, label_dim)
+    if have != want:
+        describe = lambda r, ch, c: f'{r}x{r}, {ch} channel{"s" if ch != 1 else ""}, {c} labels'
+        raise click.UsageError(f'--resume: the network in {pkl} is {describe(*have)}, but --data is {describe(*want)}'
+            f'{" (with --cond=1)" if label_dim else ""}; resume from a network trained on data of this shape, '
+            f'or change --data/--cond')
+    is_biggan = not (hasattr(G, 'mapping') and hasattr(G, 'synthesis'))  # StyleGAN2's G has both, BigGAN's neither.
+    if is_biggan != (backbone == 'biggan'):
+        raise click.UsageError(f'--resume: the network in {pkl} is a {"BigGAN" if is_biggan else "StyleGAN2"} generator, '
+            f'but --cfg selects {"BigGAN" if backbone == "biggan" else "StyleGAN2"}; pick the matching --cfg')
+
 def _continues_a_run(pkl):
     """A snapshot inside a run directory of this project (beside its training_options.json)."""
     return os.path.isfile(pkl) and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(pkl)), 'training_options.json'))
@@ -303,6 +324,8 @@ def setup_training_loop_kwargs(opts):
     if o.resume is not None:
         c.resume_pkl = resolve_resume(o.resume, o.outdir)
         desc += '-resume'
+        check_resume_network(c.resume_pkl, resolution=res, channels=_channels, label_dim=(label_dim if o.cond else 0),
+            backbone=spec.get('backbone', 'stylegan2'))
         if not _continues_a_run(c.resume_pkl):
             # Transfer learning, as StyleGAN2-ADA's train.py: ADA reacts faster, no EMA ramp-up. A snapshot
             # of one of our run directories instead continues that run exactly, with its own settings.

@@ -74,10 +74,16 @@ def test_bad_pickles_give_clear_errors(tmp_path):
 def test_snapshot_fills_optional_keys_and_accepts_file_objects(tmp_path):
     # NVIDIA's pickles may lack our resume_state; hand-made ones may lack more.
     path = tmp_path / 'minimal.pkl'
-    path.write_bytes(pickle.dumps(dict(G_ema=torch.nn.Linear(1, 1))))
+    from training import networks_stylegan2 as net
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=4, img_channels=3, channel_base=16, channel_max=4)
+    path.write_bytes(pickle.dumps(dict(G_ema=G)))
     with open(path, 'rb') as f:
         data = load_network_pkl(f)
     assert data['G'] is None and data['resume_state'] is None and data['augment_pipe'] is None
+    # Something that is not a generator is refused with the reason.
+    path.write_bytes(pickle.dumps(dict(G_ema=torch.nn.Linear(1, 1))))
+    with pytest.raises(ValueError, match='G_ema is a Linear without z_dim'):
+        load_network_pkl(str(path))
     with pytest.raises(ValueError, match='at least G_ema'):
         save_snapshot(str(tmp_path / 'x.pkl'), dict(G=None))
     assert not os.path.exists(tmp_path / 'x.pkl')

@@ -27,15 +27,21 @@ def test_biggan_evaluates_every_4000_G_iterations(tmp_path):
     reals_per_G_iteration = c['batch_size'] * c['D_steps']
     assert c['network_snapshot_ticks'] * c['kimg_per_tick'] * 1000 / reals_per_G_iteration == 4000
 
+def _tiny_snapshot(path, res=32):
+    from training import networks_stylegan2 as net
+    from training.snapshot import save_snapshot
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=res, img_channels=3, channel_base=64, channel_max=4)
+    save_snapshot(str(path), dict(G=G, G_ema=G))
+
 def test_transfer_learning_uses_sg2a_resume_settings(tmp_path):
     bare = tmp_path / 'elsewhere' / 'source.pkl'
     bare.parent.mkdir()
-    bare.write_bytes(b'not read by a dry run')
+    _tiny_snapshot(bare)
     c = _options(tmp_path, f'--resume={bare}')
     assert c['ada_kimg'] == 100 and c['ema_rampup'] is None  # StyleGAN2-ADA train.py for any --resume.
     run = tmp_path / 'runs' / '00000-old'
     run.mkdir(parents=True)
     (run / 'training_options.json').write_text('{}')
-    (run / 'network-snapshot-000000.pkl').write_bytes(b'')
+    _tiny_snapshot(run / 'network-snapshot-000000.pkl')
     c = _options(tmp_path, f'--resume={run}')
     assert 'ada_kimg' not in c and c['ema_rampup'] == 0.05  # Continuing our own run: its settings, exactly.

@@ -95,7 +95,9 @@ def test_cuda_rng_state_round_trips_through_a_snapshot(tmp_path):
     torch.manual_seed(5); np.random.seed(6); random.seed(7)
     states = _rng_states(device, cuda=saved_cuda)
     expect = (torch.rand(3), np.random.rand(3), random.random())
-    save_snapshot(str(tmp_path / 'snap.pkl'), dict(G_ema=None, resume_state=dict(rng=states)))
+    from training import networks_stylegan2 as net
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=4, img_channels=3, channel_base=16, channel_max=4)
+    save_snapshot(str(tmp_path / 'snap.pkl'), dict(G_ema=G, resume_state=dict(rng=states)))
     loaded = load_network_pkl(str(tmp_path / 'snap.pkl'))['resume_state']['rng']
 
     torch.manual_seed(0); np.random.seed(0); random.seed(0)

@@ -32,16 +32,33 @@ def load_network_pkl(f):
             return _load(fp, name)
     return _load(f, getattr(f, 'name', '<file object>'))
 
+_GENERATOR_ATTRS = ('z_dim', 'c_dim', 'img_resolution', 'img_channels')
+
+def _check_networks(data, name):
+    """G, D and G_ema are torch modules (or absent), and the generators have the attributes every tool reads."""
+    import torch  # Here, so that reading a pickle's keys needs no torch import at module load.
+    for key in _NETWORK_KEYS:
+        net = data.get(key)
+        if net is None and key != 'G_ema':
+            continue
+        if not isinstance(net, torch.nn.Module):
+            raise ValueError(f'{name}: not a network pickle: {key} is a {type(net).__name__}, not a network (torch.nn.Module)')
+        if key != 'D':
+            missing = [attr for attr in _GENERATOR_ATTRS if not hasattr(net, attr)]
+            if missing:
+                raise ValueError(f'{name}: {key} is a {type(net).__name__} without {", ".join(missing)}: not a generator')
+
 def _load(fp, name):
     try:
         data = pickle.load(fp)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
+    except Exception as err:  # A corrupt or foreign file can fail in many ways; all mean the same here.
         raise ValueError(f'{name}: not a network pickle ({type(err).__name__}: {err})') from err
     if not isinstance(data, dict) or 'G_ema' not in data:
         found = sorted(data.keys()) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f'{name}: not a network pickle: expected a dict with G_ema (and G, D), found {found}')
     for key in _NETWORK_KEYS + _OPTIONAL_KEYS:
         data.setdefault(key, None)
+    _check_networks(data, name)
     return data
 
 #----------------------------------------------------------------------------
