@@ -118,7 +118,9 @@ def main(network_pkl, metrics, data, mirror, num_gpus, verbose, detector_dir, de
     try:
         dnnlib.util.construct_class_by_name(**args.dataset_kwargs)  # Fail here, with the dataset's own message.
     except (ValueError, OSError) as e:
-        raise click.ClickException(f'Reference dataset: {e}') from None
+        r = args.G.img_resolution
+        raise click.ClickException(f'Reference dataset: {e}; the network generates {r}x{r} images, so the reference '
+            f'set must have that size (dataset_tool.py --resolution={r}x{r} makes one)') from None
 
     args.run_dir = find_run_dir(network_pkl)
     if verbose:

@@ -30,14 +30,14 @@ def one_thread():
 TINY_ARGS = ['--cbase=256', '--cmax=32', '--map-depth=2', '--mbstd-group=2', '--batch=4', '--tick=0.008',
     '--metrics=none', '--workers=0', '--snap=1', '--device=cpu']
 
-def make_dataset_zip(path, num=8, res=16, num_classes=None, seed=0):
-    """PNG images plus dataset.json, the layout dataset_tool.py writes."""
+def make_dataset_zip(path, num=8, res=16, num_classes=None, seed=0, wide=False):
+    """PNG images plus dataset.json, the layout dataset_tool.py writes (wide: twice as wide as high)."""
     rnd = np.random.RandomState(seed)
     labels = []
     with zipfile.ZipFile(path, 'w') as z:
         for i in range(num):
             buf = io.BytesIO()
-            PIL.Image.fromarray(rnd.randint(0, 256, size=[res, res, 3], dtype=np.uint8)).save(buf, format='PNG')
+            PIL.Image.fromarray(rnd.randint(0, 256, size=[res, res * (2 if wide else 1), 3], dtype=np.uint8)).save(buf, format='PNG')
             name = f'00000/img{i:08d}.png'
             z.writestr(name, buf.getvalue())
             labels.append([name, i % num_classes] if num_classes else None)
