@@ -47,6 +47,12 @@ def update_ema(G, G_ema, beta):
     for name, b_ema in G_ema.named_buffers():
         b_ema.copy_(buffers[name])
 
+def step_G_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup, ema_start_kimg=0):
+    """One G_ema update after a training step: a plain copy of G before ema_start_kimg (BigGAN's ema_start),
+    the moving average after."""
+    beta = ema_beta(cur_nimg, batch_size, ema_kimg, ema_rampup) if cur_nimg >= ema_start_kimg * 1000 else 0
+    update_ema(G, G_ema, beta)
+
 def ada_adjust(p, sign_mean, ada_target, num_images, ada_kimg):
     """ADA: move p toward making E[sign(D(real))] equal ada_target; full range 0 -> 1 takes ada_kimg kimg."""
     adjust = np.sign(sign_mean - ada_target) * num_images / (ada_kimg * 1000)
@@ -425,8 +431,8 @@ def training_loop(
 
         # EMA of G.
         with torch.autograd.profiler.record_function('Gema'):
-            beta = ema_beta(cur_nimg, batch_size, ema_kimg, ema_rampup) if cur_nimg >= ema_start_kimg * 1000 else 0
-            update_ema(G, G_ema, beta)
+            step_G_ema(G, G_ema, cur_nimg=cur_nimg, batch_size=batch_size, ema_kimg=ema_kimg, ema_rampup=ema_rampup,
+                ema_start_kimg=ema_start_kimg)
 
         cur_nimg += step_nimg
         sampler_pos += step_nimg
