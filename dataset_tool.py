@@ -538,6 +538,8 @@ def _convert(source, output, geometry, channels, max_images, strict):
 @click.option('--dest', required=True, metavar='PATH', help='Output: a .zip file, or a folder for any other name.')
 @click.option('--max-images', type=click.IntRange(min=1), help='Write at most this many images.')
 @click.option('--resolution', metavar='WxH', callback=_parse_resolution, help='Output size, e.g. 256x256.')
+@click.option('--width', type=click.IntRange(min=1), help='Output width (StyleGAN2-ADA\'s spelling; with --height, same as --resolution=WxH).')
+@click.option('--height', type=click.IntRange(min=1), help='Output height (see --width).')
 @click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), help='Crop before resizing.')
 @click.option('--resize-filter', type=click.Choice(['box', 'lanczos']), default='lanczos', show_default=True)
 @click.option('--labels-from', type=click.Choice(['auto', 'json', 'folders', 'none']), default='auto', show_default=True,
@@ -545,7 +547,7 @@ def _convert(source, output, geometry, channels, max_images, strict):
 @click.option('--split', type=click.Choice(['train', 'test']), help='CIFAR/MNIST split [default: train].')
 @click.option('--strict', is_flag=True, help='Stop at the first unreadable image instead of skipping it.')
 @click.option('--overwrite', is_flag=True, help='Replace an existing --dest.')
-def main(source, dest, max_images, resolution, transform, resize_filter, labels_from, split, strict, overwrite):
+def main(source, dest, max_images, resolution, width, height, transform, resize_filter, labels_from, split, strict, overwrite):
     """Convert images to a dataset zip (PNGs + dataset.json) for train.py and calc_metrics.py.
 
     \b
@@ -553,6 +555,12 @@ def main(source, dest, max_images, resolution, transform, resize_filter, labels_
     python dataset_tool.py --source=cifar-10-python.tar.gz --split=test --dest=datasets/cifar10-test.zip
     python dataset_tool.py --source=photos/ --dest=datasets/obama.zip --transform=center-crop --resolution=256x256
     """
+    if width is not None or height is not None:
+        if resolution is not None:
+            raise click.UsageError('give the output size either as --resolution=WxH or as --width/--height, not both')
+        if width is None or height is None:
+            raise click.UsageError('--width and --height go together (or use --resolution=WxH)')
+        resolution = (width, height)
     geometry = _Geometry(resolution, transform, resize_filter)
     if os.path.isdir(source) and not dest.lower().endswith('.zip'):
         if os.path.commonpath([os.path.abspath(source), os.path.abspath(dest)]) == os.path.abspath(source):

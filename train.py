@@ -108,12 +108,24 @@ def check_resume_network(pkl, resolution, channels, label_dim, backbone):
         raise click.UsageError(f'--resume: the network in {pkl} is a {"BigGAN" if is_biggan else "StyleGAN2"} generator, '
             f'but --cfg selects {"BigGAN" if backbone == "biggan" else "StyleGAN2"}; pick the matching --cfg')
 
+# Transfer-learning sources of the ADA paper, by the names StyleGAN2-ADA's train.py gives them (resume_specs).
+_TRANSFER = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/'
+RESUME_SPECS = {
+    'ffhq256':     _TRANSFER + 'ffhq-res256-mirror-paper256-noaug.pkl',
+    'ffhq512':     _TRANSFER + 'ffhq-res512-mirror-stylegan2-noaug.pkl',
+    'ffhq1024':    _TRANSFER + 'ffhq-res1024-mirror-stylegan2-noaug.pkl',
+    'celebahq256': _TRANSFER + 'celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl',
+    'lsundog256':  _TRANSFER + 'lsundog-res256-paper256-kimg100000-noaug.pkl',
+}
+
 def _continues_a_run(pkl):
     """A snapshot inside a run directory of this project (beside its training_options.json)."""
     return os.path.isfile(pkl) and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(pkl)), 'training_options.json'))
 
 def resolve_resume(resume, outdir):
     """'latest' -> newest snapshot of the newest run in outdir; RUN_DIR -> its newest snapshot; else a pickle path/URL."""
+    if resume in RESUME_SPECS:
+        return RESUME_SPECS[resume]  # Fetched through open_url's cache by check_resume_network.
     if resume == 'latest':
         for d in reversed(_run_dirs(outdir)):
             pkl = _latest_snapshot(os.path.join(outdir, d))
@@ -382,6 +394,8 @@ def setup_stylegan2_kwargs(o, c, spec, desc):
     if o.fp32:
         c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
         c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+    if o.nhwc:
+        c.G_kwargs.fp16_channels_last = c.D_kwargs.block_kwargs.fp16_channels_last = True
     return desc
 
 def setup_biggan_kwargs(o, c, spec, desc):
@@ -391,6 +405,8 @@ def setup_biggan_kwargs(o, c, spec, desc):
             raise click.UsageError(f'{flag} does not apply to --cfg=biggan-cifar (use --cbase for the channel multiplier)')
     if o.freezed != 0:
         raise click.UsageError('--freezed does not apply to --cfg=biggan-cifar')
+    if o.nhwc:
+        raise click.UsageError('--nhwc does not apply to --cfg=biggan-cifar (it has no FP16 blocks)')
     ch = spec.ch if o.cbase is None else o.cbase
     if ch < 1:
         raise click.UsageError('--cbase must be at least 1')
@@ -487,7 +503,7 @@ def _write_options(run_dir, c):
 @click.option('--detector-dir', help='Folder with the metric detector files (offline use)', metavar='DIR')
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @click.option('--desc', help='String appended to the run directory name', type=str)
-@click.option('--dry-run', help='Print the options and exit', is_flag=True)
+@click.option('--dry-run', '-n', 'dry_run', help='Print the options and exit', is_flag=True)
 # Dataset.
 @click.option('--cond', help='Train a conditional model (needs labels)', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--mirror', help='Add x-flipped copies of the images [default: from --cfg, off except biggan-cifar]', type=bool, metavar='BOOL')
@@ -500,10 +516,11 @@ def _write_options(run_dir, c):
 @click.option('--augpipe', help='ADA augmentation pipeline [default: bgc]', type=click.Choice(sorted(augpipe_specs)))
 @click.option('--diffaugment', help='DiffAugment policy, a subset of color,translation,cutout [default: none, all three for low_shot]', type=str)
 # Transfer learning and resume.
-@click.option('--resume', help='Resume from a snapshot: PKL path/URL, RUN_DIR, or "latest" (newest run in --outdir)', metavar='PKL|DIR|latest')
+@click.option('--resume', help='Resume from a snapshot: PKL path/URL, RUN_DIR, "latest" (newest run in --outdir), or a transfer source: ffhq256, ffhq512, ffhq1024, celebahq256, lsundog256', metavar='PKL|DIR|latest|NAME')
 @click.option('--freezed', help='Freeze the first layers of D', type=int, default=0, show_default=True)
 # Performance.
 @click.option('--fp32', help='Disable mixed precision', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--nhwc', help='Use NHWC memory format with FP16', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--allow-tf32', help='Allow TF32 for matmul and convolutions', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--workers', help='DataLoader worker processes', type=int, default=3, show_default=True)
