@@ -135,3 +135,41 @@ def ppl2_wend(opts):
     return dict(ppl2_wend=ppl)
 
 #----------------------------------------------------------------------------
+# StyleGAN2-ADA's legacy names (its metric_main.py): 50k reals of the training set as configured (subset
+# dropped, x-flips kept as in training), and the PPL variants with the face crop.
+
+
+@register_metric
+def fid50k(opts):
+    opts.use_full_dataset(keep_xflip=True)
+    return dict(fid50k=frechet_inception_distance.compute_fid(opts, max_real=50000, num_gen=50000))
+
+
+@register_metric
+def kid50k(opts):
+    opts.use_full_dataset(keep_xflip=True)
+    return dict(kid50k=kernel_inception_distance.compute_kid(opts, max_real=50000, num_gen=50000, num_subsets=100,
+        max_subset_size=1000))
+
+
+@register_metric(detectors=[metric_utils.VGG16_URL])
+def pr50k3(opts):
+    opts.use_full_dataset(keep_xflip=True)
+    precision, recall = precision_recall.compute_pr(opts, max_real=50000, num_gen=50000, nhood_size=3,
+        row_batch_size=10000, col_batch_size=10000)
+    return dict(pr50k3_precision=precision, pr50k3_recall=recall)
+
+
+def _legacy_ppl(name, space, sampling):
+    def fn(opts):
+        ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space=space, sampling=sampling,
+            crop=True, batch_size=2)
+        return {name: ppl}
+    fn.__name__ = name
+    register_metric(fn, detectors=[metric_utils.VGG16_URL])
+
+for _name, _space, _sampling in [('ppl_zfull', 'z', 'full'), ('ppl_wfull', 'w', 'full'), ('ppl_zend', 'z', 'end'),
+        ('ppl_wend', 'w', 'end')]:
+    _legacy_ppl(_name, _space, _sampling)
+
+#----------------------------------------------------------------------------

@@ -65,11 +65,13 @@ class MetricOptions:
         self.mirror = mirror
         self.data_workers = min(3, os.cpu_count() or 1) if data_workers is None else data_workers
 
-    def use_full_dataset(self):
-        """The '_full' protocols: every image of the reference dataset, flipped copies only when asked."""
+    def use_full_dataset(self, keep_xflip=False):
+        """The '_full' protocols: every image of the reference dataset, flipped copies only when asked.
+        keep_xflip: keep the training set's x-flips (StyleGAN2-ADA's legacy fid50k, kid50k, pr50k3)."""
         for key in ('max_size', 'subset', 'subset_seed'):
             self.dataset_kwargs.pop(key, None)
-        self.dataset_kwargs.xflip = bool(self.mirror)
+        if not keep_xflip:
+            self.dataset_kwargs.xflip = bool(self.mirror)
 
 
 def detector_file_name(url):

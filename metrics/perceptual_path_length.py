@@ -1,5 +1,6 @@
-"""Perceptual path length (Karras et al. 2019) in W, endpoint sampling: LPIPS distance of the images at
-w0 and at w0 + eps (w1 - w0), divided by eps^2."""
+"""Perceptual path length (Karras et al. 2019): LPIPS distance of the images at two points eps apart on a
+path between two latents, divided by eps^2; the path is a lerp in W or a slerp in Z, sampled at its
+start ('end') or uniformly ('full'), as StyleGAN2-ADA computes it."""
 
 import numpy as np
 import torch
@@ -29,12 +30,32 @@ def _to_vgg_input(images, crop):
     return images.repeat([1, 3, 1, 1]) if images.shape[1] == 1 else images
 
 
-def path_lengths(G, vgg16, z, c, epsilon, crop):
-    """LPIPS(x(w0), x(lerp(w0, w1, eps))) / eps^2 per row; each row of z is [z0 | z1]."""
+def slerp(a, b, t):
+    """Spherical interpolation between the directions of a and b (rows), StyleGAN's slerp for Z."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    d = (a * b).sum(dim=-1, keepdim=True)
+    p = t * torch.acos(d.clamp(-1, 1))
+    c = b - d * a
+    c = c / c.norm(dim=-1, keepdim=True)
+    return a * torch.cos(p) + c * torch.sin(p)
+
+
+def path_lengths(G, vgg16, z, c, epsilon, crop, space='w', t=None):
+    """LPIPS(x(p(t)), x(p(t + eps))) / eps^2 per row, p the path from z0 to z1 (each row of z is
+    [z0 | z1]): lerp in W (space='w') or slerp in Z (space='z'); t = 0 (endpoints) when None."""
     z0, z1 = z.chunk(2, dim=1)
-    w0, w1 = G.mapping(z=torch.cat([z0, z1]), c=torch.cat([c, c])).chunk(2)
-    w_eps = torch.lerp(w0, w1, epsilon)
-    images = G.synthesis(torch.cat([w0, w_eps]), noise_mode='const', force_fp32=True)
+    t = torch.zeros([z.shape[0], 1], device=z.device) if t is None else t.reshape(-1, 1).to(z.device)
+    if space == 'w':
+        w0, w1 = G.mapping(z=torch.cat([z0, z1]), c=torch.cat([c, c])).chunk(2)
+        wt0 = torch.lerp(w0, w1, t.unsqueeze(1))
+        wt1 = torch.lerp(w0, w1, (t + epsilon).unsqueeze(1))
+    elif space == 'z':
+        zt0, zt1 = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
+        wt0, wt1 = G.mapping(z=torch.cat([zt0, zt1]), c=torch.cat([c, c])).chunk(2)
+    else:
+        raise ValueError(f"space must be 'w' or 'z', got {space!r}")
+    images = G.synthesis(torch.cat([wt0, wt1]), noise_mode='const', force_fp32=True)
     lpips_t0, lpips_t1 = vgg16(_to_vgg_input(images, crop), resize_images=False, return_lpips=True).chunk(2)
     return (lpips_t0 - lpips_t1).square().sum(dim=1) / epsilon ** 2
 
@@ -49,7 +70,10 @@ def _randomize_const_noise(G, seed):
 
 
 @torch.no_grad()
-def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0):
+def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0, space='w', sampling='end'):
+    """PPL as in StyleGAN2-ADA: sampling 'end' (t = 0) or 'full' (t uniform in [0, 1), per item)."""
+    if sampling not in ('end', 'full'):
+        raise ValueError(f"sampling must be 'end' or 'full', got {sampling!r}")
     G = metric_utils.copy_generator(opts)
     if not (hasattr(G, 'mapping') and hasattr(G, 'synthesis')):
         raise ValueError(f'PPL in W needs a generator with mapping and synthesis networks (StyleGAN2); '
@@ -64,7 +88,11 @@ def compute_ppl(opts, num_samples, epsilon, crop, batch_size, seed=0):
         for start in range(0, len(items), batch_size):
             z, c = sampler(items[start : start + batch_size], num_latents=2)
             _randomize_const_noise(G, seed=seed * (1 << 32) + items[start])
-            lengths = path_lengths(G, vgg16, z.to(opts.device), c.to(opts.device), epsilon, crop)
+            t = None
+            if sampling == 'full':  # Per item, from its own seed: independent of batches and processes.
+                t = torch.stack([torch.rand([], generator=torch.Generator().manual_seed(seed * (1 << 32) + i + (1 << 31)))
+                    for i in items[start : start + batch_size]])
+            lengths = path_lengths(G, vgg16, z.to(opts.device), c.to(opts.device), epsilon, crop, space=space, t=t)
             before = dist.num_items
             dist.append_torch(lengths[:, None], num_gpus=opts.num_gpus, rank=opts.rank)
             bar.update(dist.num_items - before)

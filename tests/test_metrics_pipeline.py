@@ -364,3 +364,52 @@ def test_ppl_redraws_the_constant_noise_per_batch(assets, tmp_path, monkeypatch)
     assert not torch.equal(seen[0], G.synthesis.b8.conv1.noise_const)  # A copy of G is changed, not G.
     seen.clear()
     assert perceptual_path_length.compute_ppl(opts, num_samples=6, epsilon=1e-4, crop=False, batch_size=2) == first
+
+
+#----------------------------------------------------------------------------
+# StyleGAN2-ADA's legacy metric names.
+
+def test_slerp_against_its_definition():
+    a, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    ua, ub = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((ua * ub).sum(1, keepdim=True))
+    for t in (0.0, 0.3, 1.0):
+        expect = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)  # Shoemake's form.
+        torch.testing.assert_close(perceptual_path_length.slerp(a, b, torch.full([5, 1], t, dtype=torch.float64)), expect)
+
+def test_ppl_in_z_with_full_sampling_matches_the_linear_closed_form(assets, tmp_path):
+    # Linear mapping and synthesis: the path length along slerp(z0, z1, t) is |d/dt x(slerp)|^2 in the LPIPS embedding.
+    G = TinyGenerator()
+    opts = metric_utils.MetricOptions(**_opts_kwargs(assets, tmp_path / 'cache', G=G))
+    eps = 1e-3
+    ppl = perceptual_path_length.compute_ppl(opts, num_samples=20, epsilon=eps, crop=False, batch_size=3, space='z', sampling='full')
+    z, c = metric_utils.LatentSampler(opts, z_dim=4, c_dim=0)(range(20), num_latents=2)
+    z0, z1 = z.chunk(2, dim=1)
+    t = torch.stack([torch.rand([], generator=torch.Generator().manual_seed(i + (1 << 31))) for i in range(20)])[:, None]
+    x = lambda tt: G.synthesis(G.mapping(perceptual_path_length.slerp(z0, z1, tt), c)) * 127.5
+    vgg16 = tiny_detector.load_detector(assets.detector_dir, tiny_detector.VGG16_FILE)
+    lengths = vgg16(x(t + eps) - x(t), resize_images=False, return_lpips=True).square().sum(dim=1).double().numpy() / eps ** 2
+    assert 0 < t.min() and t.max() < 1 and t.std() > 0.1
+    lo, hi = np.sort(lengths)[0], np.sort(lengths)[-1]
+    assert ppl == pytest.approx(lengths[(lengths >= lo) & (lengths <= hi)].mean(), rel=1e-3)
+
+def test_legacy_names_use_sg2a_settings(monkeypatch):
+    calls = []
+    monkeypatch.setattr(frechet_inception_distance, 'compute_fid', lambda opts, **kw: calls.append(('fid', dict(opts.dataset_kwargs), kw)) or 1.0)
+    from metrics import kernel_inception_distance
+    monkeypatch.setattr(kernel_inception_distance, 'compute_kid', lambda opts, **kw: calls.append(('kid', dict(opts.dataset_kwargs), kw)) or 1.0)
+    monkeypatch.setattr(precision_recall, 'compute_pr', lambda opts, **kw: calls.append(('pr', dict(opts.dataset_kwargs), kw)) or (1.0, 1.0))
+    monkeypatch.setattr(perceptual_path_length, 'compute_ppl', lambda opts, **kw: calls.append(('ppl', None, kw)) or 1.0)
+    training_set = dict(class_name='training.dataset.ImageFolderDataset', path='x.zip', subset=100, subset_seed=1, xflip=True)
+    for name in ('fid50k', 'kid50k', 'pr50k3', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'fid50k_full'):
+        metric_main._metric_dict[name](metric_utils.MetricOptions(G=None, dataset_kwargs=dict(training_set)))
+    fid, kid, pr = calls[:3]
+    for _, kwargs, _ in (fid, kid, pr):
+        assert 'subset' not in kwargs and kwargs['xflip'] is True  # The training set without its subset, flips kept.
+    assert fid[2] == dict(max_real=50000, num_gen=50000)
+    assert kid[2] == dict(max_real=50000, num_gen=50000, num_subsets=100, max_subset_size=1000)
+    assert pr[2] == dict(max_real=50000, num_gen=50000, nhood_size=3, row_batch_size=10000, col_batch_size=10000)
+    ppl = [kw for kind, _, kw in calls[3:7]]
+    assert [(k['space'], k['sampling'], k['crop'], k['num_samples'], k['epsilon']) for k in ppl] == [
+        ('z', 'full', True, 50000, 1e-4), ('w', 'full', True, 50000, 1e-4), ('z', 'end', True, 50000, 1e-4), ('w', 'end', True, 50000, 1e-4)]
+    assert calls[7][1]['xflip'] is False  # The '_full' protocols never flip.
