@@ -278,6 +278,7 @@ def setup_training_loop_kwargs(opts):
         c.loss_kwargs.lecam_decay = o.lecam_decay if o.lecam_decay is not None else (0.9 if biggan else 0.99)
         c.loss_kwargs.lecam_start_kimg = spec.ema_start if biggan else 0
         desc += f'-lecam{o.lecam:g}'
+    c.write_weights = bool(o.weights_only)
     c.cudnn_benchmark = not o.nobench
     c.allow_tf32 = o.allow_tf32
 
@@ -521,6 +522,7 @@ def _write_options(run_dir, c):
 # Performance.
 @click.option('--fp32', help='Disable mixed precision', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--nhwc', help='Use NHWC memory format with FP16', type=bool, default=False, metavar='BOOL', show_default=True)
+@click.option('--weights-only', help='Also write a weights-only file (no code inside) beside each snapshot', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--nobench', help='Disable cuDNN benchmarking', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--allow-tf32', help='Allow TF32 for matmul and convolutions', type=bool, default=False, metavar='BOOL', show_default=True)
 @click.option('--workers', help='DataLoader worker processes', type=int, default=3, show_default=True)

@@ -49,6 +49,13 @@ def _check_networks(data, name):
                 raise ValueError(f'{name}: {key} is a {type(net).__name__} without {", ".join(missing)}: not a generator')
 
 def _load(fp, name):
+    from training import weights  # A weights-only file (torch zip) instead of a pickle: rebuilt, nothing executed.
+    head = fp.read(4)
+    fp.seek(0)
+    if weights.is_weights_file(head):
+        data = weights.load_weights(fp, name)
+        _check_networks(data, name)
+        return data
     try:
         data = pickle.load(fp)
     except Exception as err:  # A corrupt or foreign file can fail in many ways; all mean the same here.

@@ -197,6 +197,7 @@ def training_loop(
     image_snapshot_ticks    = 50,       # Ticks between image grids; None = none.
     network_snapshot_ticks  = 50,       # Ticks between network snapshots; None = none.
     resume_pkl              = None,     # Network pickle to resume from (path or URL).
+    write_weights           = False,    # Also write a weights-only file (training/weights.py) beside each snapshot.
     resume_state            = True,     # Also restore optimizers, progress, ADA p and RNG when the pickle has them.
     cudnn_benchmark         = True,     # torch.backends.cudnn.benchmark.
     allow_tf32              = False,    # TF32 for matmul and convolutions.
@@ -510,6 +511,9 @@ def training_loop(
             snapshot_pkl = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
             if rank == 0:
                 save_snapshot(snapshot_pkl, snapshot_data)
+                if write_weights:
+                    from training.weights import save_weights, weights_path
+                    save_weights(weights_path(snapshot_pkl), snapshot_data)  # Beside it: a file that runs no code.
                 last_snapshot = snapshot_pkl
 
         # Metrics: every rank computes its share; rank 0 writes.
