@@ -44,16 +44,21 @@ def make_grid(images):
 
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle (path or URL)', required=True)
-@click.option('--seeds', help='Seeds, e.g. 0-3,7', required=True)
+@click.option('--seeds', help='Seeds, e.g. 0-3,7')
+@click.option('--projected-w', help='Synthesize from the ws of projector.py (projected_w.npz) instead of seeds', metavar='FILE')
 @click.option('--trunc', 'truncation_psi', help='Truncation psi', type=float, default=1, show_default=True)
 @click.option('--class', 'class_idx', help='Class index (conditional networks)', type=int)
 @click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--outdir', help='Where to save the images', type=str, required=True, metavar='DIR')
 @click.option('--grid', help='Also write all images as one grid.png', is_flag=True)
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
-def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, outdir, grid, device):
+def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode, outdir, grid, device):
     """Write OUTDIR/seedNNNN.png for every seed; z comes from np.random.RandomState(seed), so output is
-    deterministic per seed."""
+    deterministic per seed. With --projected-w, OUTDIR/projNN.png for every w of the file."""
+    if (seeds is None) == (projected_w is None):
+        raise click.UsageError('give either --seeds or --projected-w')
+    if projected_w is not None:
+        return _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device)
     try:
         seeds = dnnlib.util.parse_range(seeds)
     except ValueError as err:
@@ -98,6 +103,23 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, outdir, grid
     if grid:
         _save_png(_to_pil(make_grid(np.stack(images))), os.path.join(outdir, 'grid.png'))
         print(f'Wrote {os.path.join(outdir, "grid.png")}')
+
+def _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device):
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)
+    try:
+        G = load_network_pkl(network_pkl)['G_ema'].eval().requires_grad_(False).to(device)
+        ws = np.load(projected_w)['w']
+    except (OSError, ValueError, KeyError) as err:
+        raise click.ClickException(f'{err}')
+    if not hasattr(G, 'synthesis') or ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise click.ClickException(f'--projected-w: expected ws of shape [N, {getattr(G, "num_ws", "?")}, {getattr(G, "w_dim", "?")}] '
+            f'for this network, got {list(ws.shape)}')
+    os.makedirs(outdir, exist_ok=True)
+    with torch.no_grad():
+        for idx, w in enumerate(torch.from_numpy(ws).to(device, torch.float32)):
+            img = _to_uint8(G.synthesis(w[None], noise_mode=noise_mode))[0]
+            _save_png(_to_pil(img), os.path.join(outdir, f'proj{idx:02d}.png'))
+    print(f'Wrote {len(ws)} images to {outdir}')
 
 #----------------------------------------------------------------------------
 
