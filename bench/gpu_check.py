@@ -175,19 +175,29 @@ def run_step(name, argv, limit, env):
 
 #----------------------------------------------------------------------------
 
-def inception_features(batch=100, batches=10):
+def _cached_inception():
+    """Path of NVIDIA's Inception detector in $KD_DETECTOR_DIR or the download cache, or None (never downloads)."""
+    import dnnlib
+    from metrics import metric_utils
+    name = metric_utils.detector_file_name(metric_utils.INCEPTION_URL)
+    folder = os.environ.get(metric_utils.DETECTOR_DIR_ENV)
+    candidates = [os.path.join(folder, name)] if folder else []
+    candidates.append(os.path.join(dnnlib.make_cache_dir_path('downloads'), dnnlib.util._cache_file_name(metric_utils.INCEPTION_URL)))
+    return next((path for path in candidates if os.path.isfile(path)), None)
+
+def inception_features(batch=100, batches=10, device='cuda'):
     """Images/s of Inception-v3-shaped feature extraction at 299x299 in fp32: NVIDIA's detector when
     it is cached or in $KD_DETECTOR_DIR, else torchvision's architecture with random weights."""
     import torch
     sys.path.insert(0, REPO)
-    from metrics import metric_utils
-    device = torch.device('cuda')
-    try:
-        path = metric_utils.resolve_detector_file(metric_utils.INCEPTION_URL)
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda *_: None)
+    path = _cached_inception()
+    if path is not None:
         model = torch.jit.load(path, map_location=device).eval()
         name, run = 'inception-2015-12-05', lambda x: model(x, return_features=True)
         images = torch.randint(0, 256, [batch, 3, 299, 299], dtype=torch.uint8, device=device)
-    except Exception:
+    else:
         import torchvision
         model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).to(device).eval()
         model.fc = torch.nn.Identity()  # 2048-d pool features, like the detector's.
@@ -196,11 +206,11 @@ def inception_features(batch=100, batches=10):
     with torch.no_grad():
         for _ in range(3):
             run(images)
-        torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(batches):
             features = run(images)
-        torch.cuda.synchronize(device)
+        sync(device)
     assert features.shape == (batch, 2048)
     return dict(detector=name, batch=batch, images_per_s=round(batch * batches / (time.perf_counter() - start), 1))
 

@@ -61,3 +61,10 @@ def test_figures_and_markdown():
 def test_pytest_summary_and_json_lines():
     assert gpu_check._pytest_summary('...\n12 passed, 2 skipped in 3.1s\n') == '12 passed, 2 skipped in 3.1s'
     assert gpu_check._json_lines('noise\n{"a": 1}\n{bad}\n') == [dict(a=1)]
+
+def test_inception_shaped_feature_extraction_runs_on_cpu(monkeypatch, tmp_path):
+    # The same code the GPU check times, on 2 images: without a cached detector, torchvision's architecture.
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path))
+    monkeypatch.delenv('KD_DETECTOR_DIR', raising=False)
+    result = gpu_check.inception_features(batch=2, batches=1, device='cpu')
+    assert result['detector'].startswith('Inception-v3 shape') and result['batch'] == 2 and result['images_per_s'] > 0
