@@ -202,6 +202,7 @@ class MappingNetwork(torch.nn.Module):
         activation      = 'lrelu',  # Activation function: 'relu', 'lrelu', etc.
         lr_multiplier   = 0.01,     # Learning rate multiplier for the mapping layers.
         w_avg_beta      = 0.995,    # Decay for tracking the moving average of W during training, None = do not track.
+        label_concat    = False,    # TF StyleGAN2 / DiffAugment conditioning: c @ W (no bias, no gain) joins z before one normalisation.
     ):
         super().__init__()
         if z_dim == 0 and c_dim == 0:
@@ -214,6 +215,7 @@ class MappingNetwork(torch.nn.Module):
         self.num_ws = num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
+        self.label_concat = bool(label_concat) and c_dim > 0
 
         if embed_features is None:
             embed_features = w_dim
@@ -223,7 +225,9 @@ class MappingNetwork(torch.nn.Module):
             layer_features = w_dim
         features_list = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
 
-        if c_dim > 0:
+        if self.label_concat:
+            self.embed_weight = torch.nn.Parameter(torch.randn([c_dim, embed_features]))
+        elif c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
             layer = FullyConnectedLayer(features_list[idx], features_list[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
@@ -239,7 +243,10 @@ class MappingNetwork(torch.nn.Module):
             if self.z_dim > 0:
                 misc.assert_shape(z, [None, self.z_dim])
                 x = normalize_2nd_moment(z.to(torch.float32))
-            if self.c_dim > 0:
+            if self.label_concat:
+                misc.assert_shape(c, [None, self.c_dim])
+                x = normalize_2nd_moment(torch.cat([z.to(torch.float32), c.to(torch.float32) @ self.embed_weight], dim=1))
+            elif self.c_dim > 0:
                 misc.assert_shape(c, [None, self.c_dim])
                 y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
                 x = torch.cat([x, y], dim=1) if x is not None else y
