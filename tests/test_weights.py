@@ -67,3 +67,20 @@ def test_a_weights_file_runs_no_code(tmp_path):
     with pytest.raises(ValueError, match='not a weights file'):
         load_network_pkl(str(bad))
     assert not os.path.exists(tmp_path / 'pwned')
+
+def test_kd_discriminator_state_has_plain_stylegan2_names_and_G_has_sg2a_kwargs(tmp_path):
+    # What StyleGAN2-ADA's own classes need to load our KD snapshots from a weights file.
+    import json
+    from kd.heads import KDHead
+    from training import networks_stylegan2 as net
+    D = net.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=64, channel_max=8)
+    plain_keys = set(D.state_dict())
+    D.kd_head = KDHead(in_features=D.feature_dim, out_features=4)
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=16, img_channels=3, channel_base=64, channel_max=8)
+    raw = weights.to_weights(dict(G=G, D=D, G_ema=G))
+    assert set(raw['networks']['D']['state_dict']) == plain_keys and 'kd_head' in raw['networks']['D']['extras']
+    sg2a = json.loads(raw['networks']['G']['sg2a_init_kwargs'])
+    assert sg2a['synthesis_kwargs'] == dict(channel_base=64, channel_max=8) and sg2a['img_resolution'] == 16
+    # Nesting the synthesis options back gives our constructor's arguments.
+    rebuilt = net.Generator(**{k: v for k, v in sg2a.items() if k != 'synthesis_kwargs'}, **sg2a['synthesis_kwargs'])
+    rebuilt.load_state_dict(raw['networks']['G']['state_dict'])

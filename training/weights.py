@@ -5,7 +5,10 @@ opening a stranger's .pkl runs the stranger's code. A weights file holds, per ne
 name, its constructor arguments as JSON and its state dict, written with torch.save and read with
 torch.load(weights_only=True), which refuses anything but tensors and plain containers. The
 networks are rebuilt from this repository's own classes. Extra submodules attached after
-construction (D.kd_head) are recorded the same way.
+construction (D.kd_head) are recorded separately, so a KD discriminator's own state dict has the
+names of a plain StyleGAN2 one; StyleGAN2 generators also carry their arguments in StyleGAN2-ADA's
+layout (sg2a_init_kwargs), so StyleGAN2-ADA's classes can load our KD snapshots from this format
+(`Generator(**json.loads(d['sg2a_init_kwargs'])).load_state_dict(d['state_dict'])`).
 
     python export_weights.py --network=run/network-snapshot-000100.pkl    # -> ...000100.weights.pt
     train.py --weights-only=1   writes one beside every snapshot
@@ -43,8 +46,19 @@ def _describe(module, what):
         raise ValueError(f'{what}: positional constructor arguments cannot be exported; use keywords')
     extras = {name: _describe(getattr(module, name), f'{what}.{name}') for name in _EXTRAS if isinstance(getattr(module, name, None), torch.nn.Module)}
     own = {k: v for k, v in module.state_dict().items() if not any(k.startswith(e + '.') for e in extras)}
-    return dict(class_name=type(module).__name__, init_kwargs=kwargs_json, state_dict={k: v.detach().cpu() for k, v in own.items()},
+    desc = dict(class_name=type(module).__name__, init_kwargs=kwargs_json, state_dict={k: v.detach().cpu() for k, v in own.items()},
         extras=extras)
+    if type(module).__name__ == 'Generator' and hasattr(module, 'synthesis'):
+        desc['sg2a_init_kwargs'] = json.dumps(_sg2a_generator_kwargs(init_kwargs))
+    return desc
+
+def _sg2a_generator_kwargs(kwargs):
+    """Our StyleGAN2 Generator takes the synthesis options flat; StyleGAN2-ADA's nests them in synthesis_kwargs.
+    Stored too, so its own classes can be built from a weights file (its state dict names are ours)."""
+    top = ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'mapping_kwargs')
+    out = {k: kwargs[k] for k in top if k in kwargs}
+    out['synthesis_kwargs'] = {k: v for k, v in kwargs.items() if k not in top}
+    return out
 
 def to_weights(data):
     """The weights-file dict of a snapshot dict (G, D, G_ema, augment_pipe, training_set_kwargs)."""
