@@ -71,3 +71,32 @@ def test_cli_and_generate_from_projected_w(tmp_path):
     assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'gen' / 'proj00.png')), np.asarray(PIL.Image.open(out / 'proj.png')))
     result = CliRunner().invoke(generate.main, ['--network', pkl, '--outdir', str(tmp_path / 'gen')])
     assert result.exit_code != 0 and 'either --seeds or --projected-w' in result.output
+
+def test_tools_on_a_snapshot_of_a_short_training_run(tmp_path):
+    # style_mixing.py, projector.py and export_weights.py on what train.py writes (TINY_ARGS networks).
+    import export_weights
+    import style_mixing
+    from test_train_e2e import TINY_ARGS, make_dataset_zip, only_run_dir, run_train
+    data = make_dataset_zip(tmp_path / 'tiny.zip', num=4)
+    assert run_train(['--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.004'] + TINY_ARGS).exit_code == 0
+    pkl = os.path.join(only_run_dir(str(tmp_path / 'runs')), 'network-snapshot-000000.pkl')
+    detectors = tiny_detector.save_tiny_detectors(str(tmp_path / 'det'))
+    PIL.Image.fromarray(np.random.RandomState(1).randint(0, 256, [16, 16, 3], dtype=np.uint8)).save(tmp_path / 't.png')
+    runner = CliRunner()
+    assert runner.invoke(export_weights.main, ['--network', pkl]).exit_code == 0
+    for network in (pkl, pkl.replace('.pkl', '.weights.pt')):
+        result = runner.invoke(style_mixing.main, ['--network', network, '--rows=1,2', '--cols=3', '--styles=0-1', '--outdir',
+            str(tmp_path / 'mix'), '--device=cpu'])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(projector.main, ['--network', network, '--target', str(tmp_path / 't.png'), '--num-steps=3',
+            '--detector-dir', detectors, '--device=cpu', '--outdir', str(tmp_path / 'proj')])
+        assert result.exit_code == 0, result.output
+
+@pytest.mark.parametrize('tool', ['projector', 'style_mixing', 'export_weights', 'legacy', 'generate'])
+def test_help_is_complete(tool):
+    import importlib
+    result = CliRunner().invoke(importlib.import_module(tool).main, ['--help'])
+    assert result.exit_code == 0 and '--network' in result.output or '--source' in result.output
+    for line in result.output.splitlines():
+        if line.strip().startswith('--') and line.strip() != '--help':
+            assert len(line.split()) > 1, f'{tool}: option without help text: {line}'
