@@ -90,6 +90,14 @@ def _assign(module, values, what):
                 raise ValueError(f'{what}: {key} has shape {tuple(value.shape)} in the TF pickle, {tuple(state[key].shape)} here')
             state[key].copy_(torch.from_numpy(np.array(value, dtype=np.float32)))  # np.array keeps 0-d scalars 0-d.
 
+def _finish(module, values, tf_vars, used, what):
+    """Every TF variable must have been used (but 'lod', progressive growing's level), then copy."""
+    leftover = sorted(set(tf_vars) - used - {'lod'})
+    if leftover:
+        raise ValueError(f'{what}: unknown TF variable {leftover[0]} {list(tf_vars[leftover[0]].shape)}')
+    _assign(module, values, what)
+    return module
+
 def _take(tf_vars, used, name):
     if name not in tf_vars:
         raise ValueError(f'TF variable {name} is missing')
@@ -155,11 +163,7 @@ def convert_generator(tf_G):
                 values[f'synthesis.b{res}.skip.weight'] = _conv(t(f'synthesis/{r}/Skip/weight')[::-1, ::-1])
         if hasattr(block, 'torgb'):
             layer(f'b{res}.torgb', f'{r}/ToRGB', None)
-    leftover = sorted(set(tf_vars) - used - {'lod'})
-    if leftover:
-        raise ValueError(f'G: unknown TF variable {leftover[0]} {list(tf_vars[leftover[0]].shape)}')
-    _assign(G, values, 'G')
-    return G
+    return _finish(G, values, tf_vars, used, 'G')
 
 def convert_discriminator(tf_D):
     from training import networks_stylegan2
@@ -201,11 +205,7 @@ def convert_discriminator(tf_D):
     values['b4.fc.bias'] = t('4x4/Dense0/bias')
     values['b4.out.weight'] = t('Output/weight').T
     values['b4.out.bias'] = t('Output/bias')
-    leftover = sorted(set(tf_vars) - used - {'lod'})
-    if leftover:
-        raise ValueError(f'D: unknown TF variable {leftover[0]} {list(tf_vars[leftover[0]].shape)}')
-    _assign(D, values, 'D')
-    return D
+    return _finish(D, values, tf_vars, used, 'D')
 
 def convert_tf_pickle(data):
     """Snapshot dict (G, D, G_ema) from the stubs of a TF pickle; D is None when it cannot be converted."""

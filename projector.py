@@ -158,7 +158,7 @@ def main(network_pkl, target_fname, num_steps, seed, save_video, detector_dir, d
         ws = steps[-1][None, None].repeat(1, G.num_ws, 1)
         _to_pil(G.synthesis(ws, noise_mode='const')[0]).save(os.path.join(outdir, 'proj.png'))
         if save_video:
-            import imageio
+            import imageio  # pylint: disable=redefined-outer-name
             with imageio.get_writer(os.path.join(outdir, 'proj.mp4'), mode='I', fps=10, codec='libx264', bitrate='16M') as video:
                 for w in steps[::max(num_steps // 100, 1)]:
                     frame = np.asarray(_to_pil(G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode='const')[0]).convert('RGB'))
