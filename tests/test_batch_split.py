@@ -37,11 +37,12 @@ class _ShiftG(torch.nn.Module):
         return torch.tanh(z[:, :3, None, None] + torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4))
 
 def _setup(clip_dir, corr_norm='row', lecam=0.3):
+    # The fixture wrote the config and weights once; spawned workers only read them (no write races).
+    import open_clip
     torch.manual_seed(0)
-    name = register_tiny_clip(clip_dir)
+    name = 'kd-tiny-clip'
+    open_clip.add_model_config(os.path.join(clip_dir, f'{name}.json'))
     weights = os.path.join(clip_dir, 'tiny.pt')
-    if not os.path.isfile(weights):
-        save_tiny_clip_weights(name, weights)
     D = _TinyD()
     kd = build_kd_terms(D, device='cpu', log=lambda *_: None, kd='agg,corr', kd_clip=name, kd_clip_pretrained=None,
         kd_clip_weights=weights, class_names=['cat', 'dog', 'car'], kd_corr_norm=corr_norm, global_batch=N, kd_agg_p=0.5)
@@ -74,7 +75,9 @@ def _phases(D, loss, reals, zs, passes, rank=0, world=1):
 
 @pytest.fixture(scope='module')
 def clip_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp('split_clip'))
+    folder = str(tmp_path_factory.mktemp('split_clip'))
+    save_tiny_clip_weights(register_tiny_clip(folder), os.path.join(folder, 'tiny.pt'))
+    return folder
 
 @pytest.mark.parametrize('passes', [2, 4])
 def test_passes_give_the_whole_batch_gradient(clip_dir, passes):
