@@ -7,6 +7,7 @@ import importlib
 import io
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -281,6 +282,17 @@ def _new_session():
     return requests.Session()
 
 
+def _check_host_resolves(url):
+    """Fail at once, without retries, when the host name cannot be resolved (offline): retrying cannot help.
+    Behind a proxy the proxy resolves names, so nothing is checked here."""
+    if any(os.environ.get(k) for k in ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy')):
+        return
+    parsed = urllib.parse.urlparse(url)
+    try:
+        socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == 'https' else 80))
+    except socket.gaierror as e:
+        raise OSError(f'cannot resolve host {parsed.hostname} ({e})') from None
+
 def _download(url, num_attempts, verbose):
     """Fetch url into memory, retrying transient failures; re-raises the last error."""
     import requests
@@ -339,6 +351,7 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
         return cache_path if return_filename else open(cache_path, 'rb')
 
     try:
+        _check_host_resolves(url)
         data = _download(url, num_attempts=num_attempts, verbose=verbose)
     except Exception as e:
         raise OpenURLError(

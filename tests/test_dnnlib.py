@@ -210,6 +210,7 @@ class _FlakySession:
 
 
 def test_open_url_offline_error_names_url_and_cache_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(util, '_check_host_resolves', lambda url: None)  # The host resolves; the server fails.
     monkeypatch.setattr(util, '_new_session', _FlakySession)
     monkeypatch.setattr(_FlakySession, 'calls', 0)
     monkeypatch.setattr(_FlakySession, 'failures', 10**6)
@@ -225,12 +226,35 @@ def test_open_url_offline_error_names_url_and_cache_path(tmp_path, monkeypatch):
 
 
 def test_open_url_retries_then_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(util, '_check_host_resolves', lambda url: None)  # Transient errors keep their retries.
     monkeypatch.setattr(util, '_new_session', _FlakySession)
     monkeypatch.setattr(_FlakySession, 'calls', 0)
     monkeypatch.setattr(_FlakySession, 'failures', 2)
     with util.open_url('https://example.invalid/x.bin', cache_dir=str(tmp_path), num_attempts=3, verbose=False) as f:
         assert f.read() == b'ok'
     assert _FlakySession.calls == 3
+
+def test_open_url_unresolvable_host_fails_at_once(tmp_path, monkeypatch, capsys):
+    # Offline: the name does not resolve. No retries, no retry lines, the usual one clear message.
+    import socket
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, 'Name or service not known')
+    monkeypatch.setattr(socket, 'getaddrinfo', no_dns)
+    for key in ('HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy'):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(util, '_new_session', lambda: pytest.fail('no download may be attempted'))
+    url = 'https://nvlabs-fi-cdn.nvidia.com/x/inception.pt'
+    with pytest.raises(util.OpenURLError, match='cannot resolve host nvlabs-fi-cdn.nvidia.com') as info:
+        util.open_url(url, cache_dir=str(tmp_path), verbose=True)
+    assert 'local path' in str(info.value) and capsys.readouterr().err == ''
+    # Behind a proxy the proxy resolves names: the download is tried (and here fails as the stub says).
+    monkeypatch.setenv('HTTPS_PROXY', 'http://127.0.0.1:9')
+    monkeypatch.setattr(util, '_new_session', _FlakySession)
+    monkeypatch.setattr(_FlakySession, 'calls', 0)
+    monkeypatch.setattr(_FlakySession, 'failures', 10**6)
+    with pytest.raises(util.OpenURLError):
+        util.open_url(url, cache_dir=str(tmp_path), num_attempts=2, verbose=False)
+    assert _FlakySession.calls == 2
 
 def test_open_url_http_404_is_not_retried(tmp_path):
     class NotFound(_CountingHandler):
