@@ -16,6 +16,7 @@ import dnnlib
 from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import distributed
+from torch_utils import misc
 from training import snapshot
 
 #----------------------------------------------------------------------------
@@ -23,6 +24,8 @@ from training import snapshot
 
 def subprocess_fn(rank, args, temp_dir):
     """Compute and report every requested metric as process `rank` of args.num_gpus."""
+    if args.num_gpus > 1 and args.device_type == 'cpu':
+        misc.share_cpu_threads(int(os.environ.get('LOCAL_WORLD_SIZE', args.num_gpus)))
     if args.num_gpus > 1:
         init_method = 'env://' if args.torchrun else f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
         distributed.init_process_group(rank=rank, world_size=args.num_gpus, device=torch.device(args.device_type),

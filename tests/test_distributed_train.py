@@ -27,6 +27,8 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     log = open(os.path.join(only_run_dir(two), 'log.txt')).read()
     assert 'Distributing across 2 processes' in log
+    from torch_utils import misc
+    assert f'Process 0: {misc.cpu_threads_per_process(2)} CPU threads (2 processes on this machine)' in log
     result = run_train(['--outdir', one, '--data', data, '--gpus=1', '--batch-gpu=2'] + ARGS)
     assert result.exit_code == 0, result.output
 

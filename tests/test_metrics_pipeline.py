@@ -150,6 +150,7 @@ def test_cache_key_follows_dataset_file_and_options(assets, tmp_path):
 
 
 def _distributed_worker(rank, num_gpus, init_file, opts_kwargs, out_file):
+    torch.set_num_threads(1)  # Two processes on two cores.
     torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=num_gpus)
     try:
         result = _fid_and_pr(metric_utils.MetricOptions(**opts_kwargs, num_gpus=num_gpus, rank=rank))
@@ -332,6 +333,7 @@ def test_batch_statistics_generator_is_grouped(assets, tmp_path):
         _gen_features(assets, tmp_path, group=None, batch_size=3))
 
 def _grouped_worker(rank, init_file, assets, cache, out_file):
+    torch.set_num_threads(1)
     torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     try:
         features = _gen_features(assets, cache, group=5, batch_size=7, num_gpus=2, rank=rank)

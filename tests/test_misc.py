@@ -182,3 +182,11 @@ def test_check_ddp_consistency_two_processes(tmp_path):
     torch.multiprocessing.start_processes(_ddp_worker, args=(2, init_file), nprocs=2, join=True, start_method='fork')
 
 #----------------------------------------------------------------------------
+
+
+def test_cpu_threads_are_shared_between_processes():
+    from torch_utils import misc
+    assert misc.cpu_threads_per_process(2, cpus=2) == 1
+    assert misc.cpu_threads_per_process(3, cpus=16) == 5
+    assert misc.cpu_threads_per_process(8, cpus=2) == 1  # Never zero.
+    assert misc.cpu_threads_per_process(1, cpus=4) == 4

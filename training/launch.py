@@ -13,6 +13,7 @@ import torch
 
 import dnnlib
 from torch_utils import distributed
+from torch_utils import misc
 from torch_utils import training_stats
 from training import training_loop
 
@@ -54,6 +55,9 @@ def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
             return
         if device.type == 'cuda':
             torch.cuda.set_device(device)
+        else:  # CPU processes of one machine share its cores.
+            local = int(os.environ.get('LOCAL_WORLD_SIZE', c.num_gpus)) if group_ready else c.num_gpus
+            print(f'Process {rank}: {misc.share_cpu_threads(local)} CPU threads ({local} processes on this machine)')
         if not group_ready:
             init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
             distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device,
