@@ -214,3 +214,17 @@ def test_fp16_path_on_cuda():
     assert img.dtype == torch.float32 and torch.isfinite(img).all()
     logits, features = D(img, None, return_features=True)
     assert logits.dtype == torch.float32 and features.shape == (4, D.feature_dim)
+
+
+@pytest.mark.parametrize('fused', [False, True])
+@pytest.mark.parametrize('demodulate', [True, False])
+def test_modulated_conv_equals_materialised_per_sample_weights(fused, demodulate):
+    # The demodulation coefficients come from a matrix product; StyleGAN2-ADA's way builds [N, O, I, k, k].
+    torch.manual_seed(0)
+    x, weight, styles = torch.randn(3, 6, 8, 8), torch.randn(5, 6, 3, 3), torch.randn(3, 6)
+    out = net.modulated_conv2d(x=x, weight=weight, styles=styles, padding=1, demodulate=demodulate, fused_modconv=fused)
+    w = weight[None] * styles[:, None, :, None, None]
+    if demodulate:
+        w = w / (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).sqrt()
+    ref = torch.cat([F.conv2d(x[n:n + 1], w[n], padding=1) for n in range(3)])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
