@@ -541,6 +541,9 @@ def training_loop(
         if stats_jsonl is not None:
             stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
             stats_jsonl.flush()
+            if snapshot_pkl is not None:
+                from training.curves import save_run_curves
+                save_run_curves(run_dir)  # RUN_DIR/curves.png: the run so far, at every snapshot.
         if stats_tfevents is not None:
             global_step = int(cur_nimg / 1e3)
             walltime = timestamp - start_time
