@@ -26,6 +26,9 @@ import dnnlib
 
 #----------------------------------------------------------------------------
 
+class TFConversionError(ValueError):
+    """A TF pickle that this converter cannot turn into our networks; the message names what."""
+
 class _TFNetwork:
     """Stands in for dnnlib.tflib.network.Network: unpickling just keeps its state."""
     def __setstate__(self, state):
@@ -42,17 +45,16 @@ class _TFUnpickler(pickle.Unpickler):
 def is_tf_pickle(data):
     return isinstance(data, tuple) and len(data) == 3 and all(isinstance(net, _TFNetwork) for net in data)
 
-def load_tf_pickle(fp):
-    """(G, D, Gs) stubs of a TF pickle, or raises ValueError."""
+def load_pickle(fp):
+    """Unpickle fp with TF's network class known: a TF pickle comes back converted into a snapshot dict
+    (convert_tf_pickle), anything else as it was pickled."""
     data = _TFUnpickler(fp).load()
-    if not is_tf_pickle(data):
-        raise ValueError('not a TensorFlow StyleGAN2 pickle (expected a tuple of three tflib Networks)')
-    return data
+    return convert_tf_pickle(data) if is_tf_pickle(data) else data
 
 def _variables(net, prefix=''):
     """{'mapping/Dense0/weight': array, ...} over a network and its components."""
     if getattr(net, 'version', 0) < 4:
-        raise ValueError(f'TF network {getattr(net, "name", "?")}: pickle version {getattr(net, "version", "?")} is too old')
+        raise TFConversionError(f'TF network {getattr(net, "name", "?")}: pickle version {getattr(net, "version", "?")} is too old')
     out = {prefix + name: np.asarray(value) for name, value in net.variables}
     for comp_name, comp in net.components.items():
         out.update(_variables(comp, prefix + comp_name + '/'))
@@ -67,13 +69,13 @@ class _Kwargs:
         self.seen.add(name)
         value = self.kwargs.get(name, default)
         if expect is not None and value is not None and value not in expect:
-            raise ValueError(f'{self.what}: TF keyword argument {name}={value!r} cannot be converted (supported: {expect})')
+            raise TFConversionError(f'{self.what}: TF keyword argument {name}={value!r} cannot be converted (supported: {expect})')
         return default if value is None else value
 
     def finish(self, *ignorable):
         unknown = sorted(set(self.kwargs) - self.seen - set(ignorable))
         if unknown:
-            raise ValueError(f'{self.what}: unknown TF keyword argument {unknown[0]}={self.kwargs[unknown[0]]!r}')
+            raise TFConversionError(f'{self.what}: unknown TF keyword argument {unknown[0]}={self.kwargs[unknown[0]]!r}')
 
 def _conv(w):
     return w.transpose(3, 2, 0, 1)
@@ -83,24 +85,24 @@ def _assign(module, values, what):
     state = module.state_dict()
     missing = [k for k in state if k not in values and not k.endswith('resample_filter')]
     if missing:
-        raise ValueError(f'{what}: the TF pickle has nothing for {missing[0]}')
+        raise TFConversionError(f'{what}: the TF pickle has nothing for {missing[0]}')
     with torch.no_grad():
         for key, value in values.items():
             if state[key].shape != tuple(value.shape):
-                raise ValueError(f'{what}: {key} has shape {tuple(value.shape)} in the TF pickle, {tuple(state[key].shape)} here')
+                raise TFConversionError(f'{what}: {key} has shape {tuple(value.shape)} in the TF pickle, {tuple(state[key].shape)} here')
             state[key].copy_(torch.from_numpy(np.array(value, dtype=np.float32)))  # np.array keeps 0-d scalars 0-d.
 
 def _finish(module, values, tf_vars, used, what):
     """Every TF variable must have been used (but 'lod', progressive growing's level), then copy."""
     leftover = sorted(set(tf_vars) - used - {'lod'})
     if leftover:
-        raise ValueError(f'{what}: unknown TF variable {leftover[0]} {list(tf_vars[leftover[0]].shape)}')
+        raise TFConversionError(f'{what}: unknown TF variable {leftover[0]} {list(tf_vars[leftover[0]].shape)}')
     _assign(module, values, what)
     return module
 
 def _take(tf_vars, used, name):
     if name not in tf_vars:
-        raise ValueError(f'TF variable {name} is missing')
+        raise TFConversionError(f'TF variable {name} is missing')
     used.add(name)
     return tf_vars[name]
 
@@ -169,7 +171,7 @@ def convert_discriminator(tf_D):
     from training import networks_stylegan2
     k = _Kwargs('D', tf_D.static_kwargs)
     if k('label_size', 0):
-        raise ValueError('D: conditional TF discriminators (label_size > 0) cannot be converted yet; '
+        raise TFConversionError('D: conditional TF discriminators (label_size > 0) cannot be converted yet; '
             'generation and metrics need only G (Gs)')
     kwargs = dict(c_dim=0, img_resolution=k('resolution', 1024), img_channels=k('num_channels', 3),
         architecture=k('architecture', 'resnet', expect=('orig', 'skip', 'resnet')), channel_base=k('fmap_base', 16384) * 2,
@@ -210,12 +212,8 @@ def convert_discriminator(tf_D):
 def convert_tf_pickle(data):
     """Snapshot dict (G, D, G_ema) from the stubs of a TF pickle; D is None when it cannot be converted."""
     tf_G, tf_D, tf_Gs = data
-    try:
-        D = convert_discriminator(tf_D)
-    except ValueError as err:
-        if 'conditional TF discriminators' not in str(err):
-            raise
-        D = None
+    conditional_D = bool(tf_D.static_kwargs.get('label_size', 0))  # Not convertible yet: left out, G suffices.
+    D = None if conditional_D else convert_discriminator(tf_D)
     return dict(G=convert_generator(tf_G), D=D, G_ema=convert_generator(tf_Gs))
 
 #----------------------------------------------------------------------------

@@ -58,13 +58,9 @@ def _load(fp, name):
         return data
     import legacy  # Its unpickler also reads NVIDIA's / DiffAugment's TensorFlow pickles (without TensorFlow).
     try:
-        data = legacy._TFUnpickler(fp).load()
-        if legacy.is_tf_pickle(data):
-            data = legacy.convert_tf_pickle(data)
-    except ValueError as err:
-        if 'TF' in str(err) or 'TensorFlow' in str(err):
-            raise ValueError(f'{name}: {err}') from err
-        raise ValueError(f'{name}: not a network pickle ({type(err).__name__}: {err})') from err
+        data = legacy.load_pickle(fp)
+    except legacy.TFConversionError as err:
+        raise ValueError(f'{name}: {err}') from err
     except Exception as err:  # A corrupt or foreign file can fail in many ways; all mean the same here.
         raise ValueError(f'{name}: not a network pickle ({type(err).__name__}: {err})') from err
     if not isinstance(data, dict) or 'G_ema' not in data:
