@@ -149,16 +149,21 @@ class PeerWatchdog:
         """After an exception in the main thread: the one-line message when a peer is gone, else None
         (a genuine error of this rank). Watches every peer for a few heartbeats."""
         wait = 3 * self.interval if wait is None else wait
+        def posted():  # The message another rank already posted, if any.
+            if not self.store.check([ABORT_KEY]):
+                return None
+            self._stopping.set()
+            return self.store.get(ABORT_KEY).decode()
         try:
-            if self.store.check([ABORT_KEY]):
-                self._stopping.set()
-                return self.store.get(ABORT_KEY).decode()
+            message = posted()
+            if message is not None:
+                return message
             peers = [p for p in range(self.world_size) if p != self.rank]
             before = {p: self._read_beat(p) for p in peers}
             time.sleep(wait)
-            if self.store.check([ABORT_KEY]):
-                self._stopping.set()
-                return self.store.get(ABORT_KEY).decode()
+            message = posted()
+            if message is not None:
+                return message
             lost = [p for p in peers if self._read_beat(p) == before[p]]
         except Exception:
             self._stopping.set()

@@ -34,8 +34,11 @@ def _resume_advice(c):
     run_dir = c.get('run_dir')
     return f'To continue, rerun the same command with --resume={run_dir}.' if run_dir else ''
 
+def _launch_opts(c):
+    return dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+
 def _start_watchdog(c, rank):
-    opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+    opts = _launch_opts(c)
     return distributed.PeerWatchdog(distributed.default_store(), rank=rank, world_size=c.num_gpus,
         timeout=opts['peer_timeout'], interval=opts['heartbeat_interval'], advice=_resume_advice(c)).start()
 
@@ -48,7 +51,7 @@ def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
     """One training process: log file (rank 0), process group and watchdog, then the training loop."""
     local_rank = rank if local_rank is None else local_rank
     device = process_device(c, local_rank)
-    opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+    opts = _launch_opts(c)
     with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
         if c.num_gpus == 1:
             training_loop.training_loop(rank=rank, **_loop_kwargs(c, device))
@@ -94,7 +97,7 @@ def launch(c, torchrun=None):
         device = process_device(c, local_rank)
         if device.type == 'cuda':
             torch.cuda.set_device(device)
-        opts = dict(DEFAULT_LAUNCH, **c.get('launch_kwargs', {}))
+        opts = _launch_opts(c)
         distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device, init_method='env://',
             timeout=opts['pg_timeout'])
         shared = [c.get('run_dir')]
