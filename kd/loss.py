@@ -137,11 +137,6 @@ class KDTerms:
 
 #----------------------------------------------------------------------------
 
-def canonical_parts(kd):
-    """'corr,agg' -> 'agg,corr': the parts in KD_PARTS order, so equal settings are recorded equally."""
-    parts = parse_kd_parts(kd)
-    return ','.join(p for p in KD_PARTS if p in parts) or 'none'
-
 def resolve_kd_settings(kd_kwargs, class_names=None, dataset_name=None, label_dim=None, head_kind='equalized',
         fetch_weights=True):
     """What a KD run will use, resolved before training so that training_options.json records it:
