@@ -242,13 +242,14 @@ class MappingNetwork(torch.nn.Module):
         # Embed, normalise and concatenate the inputs.
         x = None
         with torch.autograd.profiler.record_function('input'):
-            if self.z_dim > 0:
+            if self.label_concat:  # One normalisation over z and the label part, as TF's LabelConcat.
                 misc.assert_shape(z, [None, self.z_dim])
-                x = normalize_2nd_moment(z.to(torch.float32))
-            if self.label_concat:
                 misc.assert_shape(c, [None, self.c_dim])
                 x = normalize_2nd_moment(torch.cat([z.to(torch.float32), c.to(torch.float32) @ self.embed_weight], dim=1))
-            elif self.c_dim > 0:
+            elif self.z_dim > 0:
+                misc.assert_shape(z, [None, self.z_dim])
+                x = normalize_2nd_moment(z.to(torch.float32))
+            if not self.label_concat and self.c_dim > 0:
                 misc.assert_shape(c, [None, self.c_dim])
                 y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
                 x = torch.cat([x, y], dim=1) if x is not None else y
