@@ -18,14 +18,14 @@ from training.snapshot import load_network_pkl
 
 #----------------------------------------------------------------------------
 
-def _to_uint8(img):
+def to_uint8(img):
     """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
     return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
-def _to_pil(img):
+def to_pil(img):
     return PIL.Image.fromarray(img[:, :, 0], 'L') if img.shape[2] == 1 else PIL.Image.fromarray(img, 'RGB')
 
-def _save_png(image, path):
+def save_png(image, path):
     with dnnlib.util.atomic_write(path, 'wb') as f:
         image.save(f, format='PNG')
 
@@ -97,11 +97,11 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
         if noise_mode == 'random':
             torch.manual_seed(seed)  # Random noise, but still the same image for the same seed.
         with torch.no_grad():
-            img = _to_uint8(G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))[0]
-        _save_png(_to_pil(img), os.path.join(outdir, f'seed{seed:04d}.png'))
+            img = to_uint8(G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))[0]
+        save_png(to_pil(img), os.path.join(outdir, f'seed{seed:04d}.png'))
         images.append(img)
     if grid:
-        _save_png(_to_pil(make_grid(np.stack(images))), os.path.join(outdir, 'grid.png'))
+        save_png(to_pil(make_grid(np.stack(images))), os.path.join(outdir, 'grid.png'))
         print(f'Wrote {os.path.join(outdir, "grid.png")}')
 
 def _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device):
@@ -117,8 +117,8 @@ def _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device):
     os.makedirs(outdir, exist_ok=True)
     with torch.no_grad():
         for idx, w in enumerate(torch.from_numpy(ws).to(device, torch.float32)):
-            img = _to_uint8(G.synthesis(w[None], noise_mode=noise_mode))[0]
-            _save_png(_to_pil(img), os.path.join(outdir, f'proj{idx:02d}.png'))
+            img = to_uint8(G.synthesis(w[None], noise_mode=noise_mode))[0]
+            save_png(to_pil(img), os.path.join(outdir, f'proj{idx:02d}.png'))
     print(f'Wrote {len(ws)} images to {outdir}')
 
 #----------------------------------------------------------------------------

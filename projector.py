@@ -20,6 +20,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
+from generate import save_png, to_pil, to_uint8
 from metrics import metric_utils
 from training.snapshot import load_network_pkl
 
@@ -117,10 +118,6 @@ def _load_target(path, G):
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
-def _to_pil(img):
-    array = (img.permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    return PIL.Image.fromarray(array[:, :, 0], 'L') if array.shape[2] == 1 else PIL.Image.fromarray(array, 'RGB')
-
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle or weights file', required=True)
 @click.option('--target', 'target_fname', help='Target image file to project to', required=True, metavar='FILE')
@@ -141,7 +138,7 @@ def main(network_pkl, target_fname, num_steps, seed, save_video, detector_dir, d
         raise click.ClickException('projection needs an unconditional StyleGAN2 generator (mapping and synthesis networks)')
     if save_video:
         try:
-            import imageio  # noqa: F401
+            import imageio  # Checked before the long optimisation; used for the video below.
         except ImportError:
             raise click.ClickException('--save-video needs the imageio and imageio-ffmpeg packages: pip install imageio imageio-ffmpeg')
     try:
@@ -152,16 +149,15 @@ def main(network_pkl, target_fname, num_steps, seed, save_video, detector_dir, d
     steps = project(G, target, vgg16, num_steps=num_steps, seed=seed, device=device)
 
     os.makedirs(outdir, exist_ok=True)
-    PIL.Image.fromarray(target.permute(1, 2, 0).numpy().squeeze()).save(os.path.join(outdir, 'target.png'))
+    save_png(to_pil(target.permute(1, 2, 0).numpy()), os.path.join(outdir, 'target.png'))
     G = G.to(device)
     with torch.no_grad():
         ws = steps[-1][None, None].repeat(1, G.num_ws, 1)
-        _to_pil(G.synthesis(ws, noise_mode='const')[0]).save(os.path.join(outdir, 'proj.png'))
+        save_png(to_pil(to_uint8(G.synthesis(ws, noise_mode='const'))[0]), os.path.join(outdir, 'proj.png'))
         if save_video:
-            import imageio  # pylint: disable=redefined-outer-name
             with imageio.get_writer(os.path.join(outdir, 'proj.mp4'), mode='I', fps=10, codec='libx264', bitrate='16M') as video:
                 for w in steps[::max(num_steps // 100, 1)]:
-                    frame = np.asarray(_to_pil(G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode='const')[0]).convert('RGB'))
+                    frame = np.asarray(to_pil(to_uint8(G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode='const'))[0]).convert('RGB'))
                     video.append_data(np.concatenate([np.asarray(PIL.Image.open(os.path.join(outdir, 'target.png')).convert('RGB')), frame], axis=1))
     np.savez(os.path.join(outdir, 'projected_w.npz'), w=ws.cpu().numpy())
     print(f'Wrote {outdir}/proj.png and {outdir}/projected_w.npz')

@@ -11,19 +11,13 @@ import os
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 
 import dnnlib
+from generate import save_png, to_pil, to_uint8
 from training.snapshot import load_network_pkl
 
 #----------------------------------------------------------------------------
-
-def _to_uint8(img):
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-def _pil(array):
-    return PIL.Image.fromarray(array[:, :, 0], 'L') if array.shape[2] == 1 else PIL.Image.fromarray(array, 'RGB')
 
 def mix_styles(G, row_seeds, col_seeds, styles, truncation_psi=1, noise_mode='const', device='cpu'):
     """{(row, col): uint8 HWC image} for row and col seeds (col/row alone under (r, None) / (None, c))."""
@@ -35,12 +29,12 @@ def mix_styles(G, row_seeds, col_seeds, styles, truncation_psi=1, noise_mode='co
     images = dict()
     for seed in seeds:
         img = G.synthesis(w_of[seed][None], noise_mode=noise_mode)
-        images[(seed, None)] = images[(None, seed)] = _to_uint8(img)[0]
+        images[(seed, None)] = images[(None, seed)] = to_uint8(img)[0]
     for row in row_seeds:
         for col in col_seeds:
             w = w_of[row].clone()
             w[styles] = w_of[col][styles]
-            images[(row, col)] = _to_uint8(G.synthesis(w[None], noise_mode=noise_mode))[0]
+            images[(row, col)] = to_uint8(G.synthesis(w[None], noise_mode=noise_mode))[0]
     return images
 
 def grid_image(images, row_seeds, col_seeds):
@@ -94,8 +88,8 @@ def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mo
     os.makedirs(outdir, exist_ok=True)
     for (row, col), image in images.items():
         if row is not None and col is not None:
-            _pil(image).save(os.path.join(outdir, f'{row}-{col}.png'))
-    _pil(grid_image(images, rows, cols)).save(os.path.join(outdir, 'grid.png'))
+            save_png(to_pil(image), os.path.join(outdir, f'{row}-{col}.png'))
+    save_png(to_pil(grid_image(images, rows, cols)), os.path.join(outdir, 'grid.png'))
     print(f'Wrote {os.path.join(outdir, "grid.png")}')
 
 #----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import PIL.Image
 import torch
 from click.testing import CliRunner
 
+import generate
 import style_mixing
 from training import networks_stylegan2 as net
 from training.snapshot import save_snapshot
@@ -24,7 +25,7 @@ def test_cells_take_the_column_styles_on_the_chosen_layers():
         w_row, w_col = G.mapping(z(2), torch.zeros(1, 0)), G.mapping(z(4), torch.zeros(1, 0))
         w = w_row.clone()
         w[:, :3] = w_col[:, :3]
-        expect = style_mixing._to_uint8(G.synthesis(w, noise_mode='const'))[0]
+        expect = generate.to_uint8(G.synthesis(w, noise_mode='const'))[0]
     assert np.array_equal(images[(2, 4)], expect)
     assert np.array_equal(images[(1, None)], images[(None, 1)])
     grid = style_mixing.grid_image(images, [1, 2], [3, 4, 5])
