@@ -3,6 +3,7 @@
 Examples:
     python generate.py --network=runs/00000-obama/network-snapshot-000300.pkl --seeds=0-31 --outdir=out --grid
     python generate.py --network=cifar10.pkl --seeds=0-9 --class=3 --trunc=0.7 --outdir=out
+    python generate.py --network=cifar10.pkl --seeds=0-9 --class=0-9 --outdir=out --grid   # out/classK/, grid rows = classes
 """
 
 import math
@@ -29,10 +30,10 @@ def save_png(image, path):
     with dnnlib.util.atomic_write(path, 'wb') as f:
         image.save(f, format='PNG')
 
-def make_grid(images):
-    """Tile [N, H, W, C] uint8 images into a near-square grid (empty cells black)."""
+def make_grid(images, columns=None):
+    """Tile [N, H, W, C] uint8 images into a grid of `columns` (default: near-square; empty cells black)."""
     n, h, w, ch = images.shape
-    gw = math.ceil(math.sqrt(n))
+    gw = math.ceil(math.sqrt(n)) if columns is None else columns
     gh = math.ceil(n / gw)
     grid = np.zeros([gh * h, gw * w, ch], dtype=np.uint8)
     for i, img in enumerate(images):
@@ -47,7 +48,7 @@ def make_grid(images):
 @click.option('--seeds', help='Seeds, e.g. 0-3,7')
 @click.option('--projected-w', help='Synthesize from the ws of projector.py (projected_w.npz) instead of seeds', metavar='FILE')
 @click.option('--trunc', 'truncation_psi', help='Truncation psi', type=float, default=1, show_default=True)
-@click.option('--class', 'class_idx', help='Class index (conditional networks)', type=int)
+@click.option('--class', 'class_idx', help='Class index, or several, e.g. 0-9 (conditional networks; several: OUTDIR/classK/)')
 @click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--outdir', help='Where to save the images', type=str, required=True, metavar='DIR')
 @click.option('--grid', help='Also write all images as one grid.png', is_flag=True)
@@ -79,30 +80,48 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
     except (OSError, ValueError) as err:
         raise click.ClickException(str(err))
 
-    label = torch.zeros([1, G.c_dim], device=device)
-    if G.c_dim != 0:
-        if class_idx is None:
-            raise click.UsageError(f'the network is conditional ({G.c_dim} classes): pass --class')
-        if not 0 <= class_idx < G.c_dim:
-            raise click.UsageError(f'--class={class_idx} is out of range: the network has {G.c_dim} classes')
-        label[:, class_idx] = 1
-    elif class_idx is not None:
-        print('warn: --class is ignored for an unconditional network')
-
+    classes = _parse_classes(class_idx, G.c_dim)
     os.makedirs(outdir, exist_ok=True)
     images = []
-    for seed_idx, seed in enumerate(seeds):
-        print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
-        if noise_mode == 'random':
-            torch.manual_seed(seed)  # Random noise, but still the same image for the same seed.
-        with torch.no_grad():
-            img = to_uint8(G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))[0]
-        save_png(to_pil(img), os.path.join(outdir, f'seed{seed:04d}.png'))
-        images.append(img)
+    for class_k in classes:
+        label = torch.zeros([1, G.c_dim], device=device)
+        if class_k is not None:
+            label[:, class_k] = 1
+        folder = outdir if len(classes) == 1 else os.path.join(outdir, f'class{class_k}')
+        os.makedirs(folder, exist_ok=True)
+        if len(classes) > 1:
+            print(f'Generating {len(seeds)} images of class {class_k} into {folder} ...')
+        for seed_idx, seed in enumerate(seeds):
+            if len(classes) == 1:
+                print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+            z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
+            if noise_mode == 'random':
+                torch.manual_seed(seed)  # Random noise, but still the same image for the same seed.
+            with torch.no_grad():
+                img = to_uint8(G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))[0]
+            save_png(to_pil(img), os.path.join(folder, f'seed{seed:04d}.png'))
+            images.append(img)
     if grid:
-        save_png(to_pil(make_grid(np.stack(images))), os.path.join(outdir, 'grid.png'))
+        columns = len(seeds) if len(classes) > 1 else None  # One row per class.
+        save_png(to_pil(make_grid(np.stack(images), columns=columns)), os.path.join(outdir, 'grid.png'))
         print(f'Wrote {os.path.join(outdir, "grid.png")}')
+
+def _parse_classes(class_arg, c_dim):
+    """--class -> a list of class indices ([None] for an unconditional network)."""
+    if c_dim == 0:
+        if class_arg is not None:
+            print('warn: --class is ignored for an unconditional network')
+        return [None]
+    if class_arg is None:
+        raise click.UsageError(f'the network is conditional ({c_dim} classes): pass --class')
+    try:
+        classes = dnnlib.util.parse_range(class_arg)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--class')
+    bad = [k for k in classes if not 0 <= k < c_dim]
+    if not classes or bad:
+        raise click.UsageError(f'--class={class_arg} is out of range: the network has {c_dim} classes')
+    return list(dict.fromkeys(classes))  # Each class once, in the order given.
 
 def _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device):
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)

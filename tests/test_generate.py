@@ -58,6 +58,28 @@ def test_conditional_network_requires_class(tmp_path):
     assert result.exit_code == 0, result.output
     assert os.listdir(outdir) == ['seed0000.png']
 
+def test_several_classes_go_to_one_folder_each_and_one_grid_row_each(tmp_path):
+    pkl, G = _snapshot(tmp_path, c_dim=3)
+    outdir = str(tmp_path / 'out')
+    result = _run(['--network', pkl, '--seeds=4,5', '--outdir', outdir, '--class=2,0,1', '--grid', '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(outdir)) == ['class0', 'class1', 'class2', 'grid.png']
+    assert sorted(os.listdir(os.path.join(outdir, 'class2'))) == ['seed0004.png', 'seed0005.png']
+    # class2/seed0005.png is G(z of seed 5, one-hot label 2).
+    z = torch.from_numpy(np.random.RandomState(5).randn(1, G.z_dim)).float()
+    with torch.no_grad():
+        img = G(z, torch.eye(3)[2:3], noise_mode='const')
+    expected = (img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(_read(os.path.join(outdir, 'class2', 'seed0005.png')), expected)
+    assert not np.array_equal(expected, _read(os.path.join(outdir, 'class0', 'seed0005.png')))
+    # Rows follow the classes in the order given, columns the seeds: 3 rows x 2 columns of 8x8.
+    grid = _read(os.path.join(outdir, 'grid.png'))
+    assert grid.shape == (24, 16, 3)
+    np.testing.assert_array_equal(grid[:8, 8:], expected)
+    np.testing.assert_array_equal(grid[8:16, :8], _read(os.path.join(outdir, 'class0', 'seed0004.png')))
+    result = _run(['--network', pkl, '--seeds=0', '--outdir', str(tmp_path / 'bad'), '--class=0-3', '--device=cpu'])
+    assert result.exit_code == 2 and 'out of range' in result.output and not os.path.exists(tmp_path / 'bad')
+
 def test_bad_pickles_give_clear_errors(tmp_path):
     garbage = tmp_path / 'garbage.pkl'
     garbage.write_bytes(b'this is not a pickle')
