@@ -1,14 +1,15 @@
-"""`make demo`: a few minutes of KD-DLGAN training on a tiny dataset that ships with scikit-learn.
+"""`make demo`: about three minutes of training on 2 CPU cores that end in recognisable digits of every class.
 
-1. datasets/demo-digits.zip: 100 of scikit-learn's 8x8 digits (10 per class, fixed seed), upscaled
-   4x with nearest neighbour to 32x32 grayscale PNGs, labels and class names "digit 0".."digit 9",
-   converted by dataset_tool.py.
-2. train.py: a small StyleGAN2 (low_shot preset, tiny widths) with DiffAugment and --kd=agg,corr.
-3. generate.py: a grid of images from the last snapshot.
+1. datasets/demo-digits.zip: scikit-learn's 8x8 handwritten digits (values 0..16 scaled to 0..255), all but
+   the 300 that the judge trains on (scripts/demo_score.py), with their labels, written by dataset_tool.py.
+2. train.py: a small class-conditional StyleGAN2 (the cifar preset at 64 channels, R1 gamma 1, batch 64) for
+   60 kimg. Knowledge distillation (--kd=agg,corr) only with pretrained CLIP weights; see choose_kd().
+3. generate.py --class=0-9: 50 images of every class (classK/seedNNNN.png), their grid, and digits.png,
+   the first 12 of every class enlarged so that a person can judge them.
+4. The measure (scripts/demo_score.py): a classifier trained on held-out digits says how many images are
+   recognisably the digit asked for, and how varied each class is.
 
-Needs no network. The CLIP teacher uses real ViT-B-32/openai weights when they are cached,
-downloadable, or given as a local file in KD_CLIP_WEIGHTS; otherwise the demo falls back to a
-randomly initialised teacher and says so. See docs/demo.md.
+Needs no network. See docs/demo.md for the figures and what changes with real CLIP weights.
 """
 
 import json
@@ -24,25 +25,30 @@ START = time.time()  # Before the heavy imports, so that the reported total incl
 import click
 import numpy as np
 import PIL.Image
-import torch
 from sklearn.datasets import load_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # The repo's packages, when run as scripts/demo.py.
-from kd.teacher import CLIPTeacher, CLIPWeightsUnavailableError
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+import demo_score  # noqa: E402
 
 DATASET = os.path.join(REPO, 'datasets', 'demo-digits.zip')
-IMAGES_PER_CLASS = 10
-UPSCALE = 4  # 8x8 -> 32x32, a power of two as the networks need.
 CLIP_MODEL = 'ViT-B-32'
 CLIP_PRETRAINED = 'openai'
 
-# Tiny StyleGAN2 (32 channels throughout, batch 4). On CPU the CLIP teacher's ViT-B/32 pass over each real and
-# fake batch at 224x224 costs most of a step. --snap is large: snapshots only at the start and at the end.
-TRAIN_ARGS = ['--cfg=low_shot', '--cbase=4096', '--cmax=32', '--map-depth=2', '--mbstd-group=4', '--batch=4',
-    '--diffaugment=color,translation,cutout', '--kd=agg,corr', '--metrics=none', '--tick=0.1', '--snap=1000',
-    '--workers=0']
-GRID_SEEDS = '0-63'
+# The cifar preset (no path-length regularisation or style mixing, lr 0.0025) at 64 channels on every
+# resolution, class-conditional. R1 gamma 1 instead of the preset's 0.01: at 20-60 kimg it keeps more
+# variety within a class (docs/demo.md). No augmentation: 1,497 images are enough for 60 kimg.
+# --snap is large: snapshots (and the curves) at the start and at the end only.
+TRAIN_ARGS = ['--cfg=cifar', '--cond=1', '--cbase=2048', '--cmax=64', '--batch=64', '--mbstd-group=4', '--gamma=1',
+    '--aug=noaug', '--metrics=none', '--tick=4', '--snap=1000', '--workers=0']
+KD_ARGS = ['--kd=agg,corr']
+DEFAULT_KIMG = 60
+SHOWN_PER_CLASS = 12
+SHOWN_SCALE = 6
+
+# Measured on the development machine (2 CPU cores), docs/demo.md: what distillation would add to this run.
+KD_CPU_SEC_PER_KIMG = 1200
 
 #----------------------------------------------------------------------------
 
@@ -65,66 +71,77 @@ def _run(args):
 #----------------------------------------------------------------------------
 # Step 1: the dataset.
 
-def select_digits(images, targets, per_class, seed):
-    """Indices of `per_class` images of every class, chosen with a fixed seed, in class order."""
-    rnd = np.random.RandomState(seed)
-    chosen = []
-    for label in range(10):
-        candidates = np.flatnonzero(targets == label)
-        if len(candidates) < per_class:
-            raise click.ClickException(f'scikit-learn digits: only {len(candidates)} images of class {label}')
-        chosen.extend(sorted(rnd.choice(candidates, size=per_class, replace=False).tolist()))
-    return chosen
+def digits_to_uint8(image):
+    """One 8x8 digit with values 0..16 -> 8x8 uint8."""
+    return np.rint(np.asarray(image, dtype=np.float64) * (255 / 16)).clip(0, 255).astype(np.uint8)
 
-def digits_to_uint8(image, upscale):
-    """One 8x8 digit with values 0..16 -> (8*upscale)^2 uint8 image, nearest-neighbour upscaled."""
-    pixels = np.rint(np.asarray(image, dtype=np.float64) * (255 / 16)).clip(0, 255).astype(np.uint8)
-    return np.kron(pixels, np.ones([upscale, upscale], dtype=np.uint8))
-
-def write_digit_folder(folder, per_class=IMAGES_PER_CLASS, seed=0):
-    """PNGs plus dataset.json (labels, class names) in the layout dataset_tool.py reads."""
+def write_digit_folder(folder):
+    """The training digits as PNGs plus dataset.json (labels, class names) in the layout dataset_tool.py reads."""
     digits = load_digits()
+    train_idx, _held = demo_score.split_digits()
     labels = []
-    for i, idx in enumerate(select_digits(digits.images, digits.target, per_class, seed)):
+    for i, idx in enumerate(train_idx):
         label = int(digits.target[idx])
-        fname = f'img{i:03d}-digit{label}.png'
-        PIL.Image.fromarray(digits_to_uint8(digits.images[idx], UPSCALE), 'L').save(os.path.join(folder, fname))
+        fname = f'img{i:04d}-digit{label}.png'
+        PIL.Image.fromarray(digits_to_uint8(digits.images[idx]), 'L').save(os.path.join(folder, fname))
         labels.append([fname, label])
     with open(os.path.join(folder, 'dataset.json'), 'w') as f:
         json.dump(dict(labels=labels, class_names=[f'digit {k}' for k in range(10)]), f)
+    return len(labels)
 
-def build_dataset(rebuild):
-    if os.path.isfile(DATASET) and not rebuild:
-        print(f'Using the existing {_show(DATASET)} (--rebuild-dataset makes it again).', flush=True)
+def build_dataset(path, rebuild):
+    if os.path.isfile(path) and not rebuild:
+        print(f'Using the existing {_show(path)} (--rebuild-dataset makes it again).', flush=True)
         return
     with tempfile.TemporaryDirectory(prefix='demo-digits-') as folder:
         write_digit_folder(folder)
-        _run(['dataset_tool.py', f'--source={folder}', f'--dest={DATASET}'] + (['--overwrite'] if os.path.exists(DATASET) else []))
+        _run(['dataset_tool.py', f'--source={folder}', f'--dest={path}'] + (['--overwrite'] if os.path.exists(path) else []))
 
 #----------------------------------------------------------------------------
-# Step 2: the teacher and the training run.
+# Step 2: distillation or not, and the training run.
 
-def choose_teacher():
-    """(train.py arguments, message): real CLIP weights when they can be had, else the random teacher."""
+def find_clip_weights():
+    """(train.py arguments, None) when pretrained CLIP weights can be had, else (None, the reason)."""
+    from kd.teacher import CLIPWeightsUnavailableError, resolve_checkpoint
     weights = os.environ.get('KD_CLIP_WEIGHTS')
     if weights:
         weights = os.path.abspath(weights)  # train.py runs in the repo root.
         if os.path.isfile(weights):
-            return [f'--kd-clip-weights={weights}'], f'CLIP teacher: {CLIP_MODEL} with the weights file {weights} (KD_CLIP_WEIGHTS).'
-        reason = f'KD_CLIP_WEIGHTS={weights} is not a file'
-    else:
-        try:
-            # Fails fast offline: the teacher looks in the cache, then probes the server before downloading.
-            # On the CPU, so the demo process takes no GPU memory away from training.
-            CLIPTeacher(model=CLIP_MODEL, pretrained=CLIP_PRETRAINED, device='cpu', log=None)
-            return [], f'CLIP teacher: {CLIP_MODEL} / {CLIP_PRETRAINED} (pretrained weights found).'
-        except CLIPWeightsUnavailableError as err:
-            reason = str(err)
-    return ['--kd-teacher=random'], (
-        f'WARNING: no pretrained CLIP weights: {reason}\n'
-        f'Falling back to --kd-teacher=random: a randomly initialised {CLIP_MODEL} teacher. Distillation from random '
-        f'weights is meaningless; it only shows that the pipeline runs. For real distillation set KD_CLIP_WEIGHTS to '
-        f'a local {CLIP_MODEL} weights file, or run once with network access so open_clip caches the weights.')
+            return [f'--kd-clip-weights={weights}'], None
+        return None, f'KD_CLIP_WEIGHTS={weights} is not a file'
+    try:
+        # The cache first; a download only when the server answers (fails within seconds offline).
+        resolve_checkpoint(CLIP_MODEL, CLIP_PRETRAINED, weights=None, random_init=False, cache_dir=os.environ.get('KD_CLIP_CACHE'))
+        return [], None
+    except CLIPWeightsUnavailableError as err:
+        return None, str(err)
+
+def choose_kd(kd, random_teacher, device, kimg, find_weights=find_clip_weights):
+    """(train.py arguments, lines to print). kd: 'auto' (on with pretrained weights on a GPU), 'on' or 'off'."""
+    if kd == 'off':
+        return [], ['Distillation: off (--kd=off).']
+    if random_teacher:
+        if kd != 'on':
+            raise click.UsageError('--random-teacher needs --kd=on')
+        return KD_ARGS + ['--kd-teacher=random'], [
+            f'WARNING: --random-teacher: distilling from a randomly initialised {CLIP_MODEL}. Its features mean nothing,',
+            'so this checks only that the distillation machinery runs; the images do not gain from it.']
+    weight_args, reason = find_weights()
+    if weight_args is None:
+        if kd == 'on':
+            raise click.ClickException(f'--kd=on needs pretrained CLIP weights: {reason}')
+        return [], [f'Distillation: off, no pretrained CLIP weights ({reason.splitlines()[0]})',
+            'A randomly initialised teacher would teach nothing, so this run trains the plain conditional StyleGAN2.',
+            f'With weights (KD_CLIP_WEIGHTS=FILE, or open_clip\'s cache, or a network) the demo adds {" ".join(KD_ARGS)} '
+            'on a GPU by default, and on the CPU with --kd=on.']
+    source = 'KD_CLIP_WEIGHTS' if weight_args else f'{CLIP_PRETRAINED} weights from open_clip'
+    if kd == 'auto' and device == 'cpu':
+        hours = KD_CPU_SEC_PER_KIMG * kimg / 3600
+        return [], [f'Distillation: off on the CPU although {CLIP_MODEL} weights were found ({source}).',
+            f'The frozen teacher costs about {KD_CPU_SEC_PER_KIMG} s per kimg on 2 CPU cores (docs/demo.md): '
+            f'{hours:.0f} h for {kimg:g} kimg. --kd=on runs it anyway; on a GPU it is on by default.']
+    return KD_ARGS + weight_args, [f'Distillation: {" ".join(KD_ARGS)}, teacher {CLIP_MODEL} ({source}); '
+        'the prompts are the class names, "a photo of a digit 0" ...']
 
 def run_dirs(outdir):
     if not os.path.isdir(outdir):
@@ -138,30 +155,52 @@ def last_snapshot(run_dir):
     return os.path.join(run_dir, pkls[-1])
 
 #----------------------------------------------------------------------------
+# Step 3: the enlarged picture.
+
+def enlarged_grid(images, labels, per_class, scale, gap=2):
+    """The first `per_class` images of every class, one row per class, each pixel a scale x scale block."""
+    rows = []
+    for label in sorted(set(labels.tolist())):
+        rows.append(images[labels == label][:per_class])
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    h, w = images.shape[1] * scale, images.shape[2] * scale
+    canvas = np.full([n_rows * (h + gap) + gap, n_cols * (w + gap) + gap], 96, dtype=np.uint8)
+    for y, row in enumerate(rows):
+        for x, img in enumerate(row):
+            top, left = gap + y * (h + gap), gap + x * (w + gap)
+            canvas[top:top + h, left:left + w] = np.kron(img, np.ones([scale, scale], dtype=np.uint8))
+    return canvas
+
+#----------------------------------------------------------------------------
 
 @click.command()
 @click.option('--outdir', help='Where the run directory goes', metavar='DIR', default=os.path.join(REPO, 'runs', 'demo'), show_default='runs/demo')
-@click.option('--kimg', help='Training length in thousands of images', type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option('--kimg', help='Training length in thousands of images', type=click.FloatRange(min=0, min_open=True), default=DEFAULT_KIMG, show_default=True)
 @click.option('--device', help='Device for training and generation', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
-@click.option('--keep-dataset/--rebuild-dataset', help='Reuse datasets/demo-digits.zip when it exists, or make it again', default=True, show_default=True)
-def main(outdir, kimg, device, keep_dataset):
-    """Build a 100-image digits dataset, train a small StyleGAN2 with KD-DLGAN's losses, draw a grid."""
+@click.option('--kd', help='Distillation: auto = on with pretrained CLIP weights on a GPU', type=click.Choice(['auto', 'on', 'off']), default='auto', show_default=True)
+@click.option('--random-teacher', help='With --kd=on: a randomly initialised teacher (a pipeline check; teaches nothing)', is_flag=True)
+@click.option('--per-class', help='Images generated and scored per class', type=click.IntRange(min=2), default=50, show_default=True)
+@click.option('--dataset', 'dataset_path', help='The dataset zip (made when missing)', metavar='ZIP', default=DATASET, show_default='datasets/demo-digits.zip')
+@click.option('--keep-dataset/--rebuild-dataset', help='Reuse the dataset zip when it exists, or make it again', default=True, show_default=True)
+def main(outdir, kimg, device, kd, random_teacher, per_class, dataset_path, keep_dataset):
+    """Train a small conditional StyleGAN2 on scikit-learn's digits, generate every class, and score the digits."""
+    import torch  # Here, so that --help answers at once.
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     elif device == 'cuda' and not torch.cuda.is_available():
         raise click.BadParameter('no CUDA device is visible', param_hint='--device')
     outdir = os.path.abspath(outdir)
+    kd_args, kd_lines = choose_kd(kd, random_teacher, device, kimg)
 
-    _banner(f'1/3 Dataset: 100 scikit-learn digits, 8x8 upscaled 4x (nearest) to 32x32 -> {_show(DATASET)}')
-    build_dataset(rebuild=not keep_dataset)
+    _banner(f'1/4 Dataset: scikit-learn digits, 8x8, labels 0-9, the judge\'s 300 held out -> {_show(dataset_path)}')
+    build_dataset(dataset_path, rebuild=not keep_dataset)
     t_dataset = time.time()
 
-    _banner('2/3 Training: small StyleGAN2 + DiffAugment + KD-DLGAN (--kd=agg,corr)')
-    teacher_args, message = choose_teacher()
-    print(message, flush=True)
+    _banner(f'2/4 Training: a small conditional StyleGAN2 for {kimg:g} kimg on the {device.upper()}')
+    print('\n'.join(kd_lines), flush=True)
     before = run_dirs(outdir)
-    _run(['train.py', f'--outdir={outdir}', f'--data={DATASET}', f'--kimg={kimg:g}', f'--device={device}']
-        + TRAIN_ARGS + teacher_args)
+    _run(['train.py', f'--outdir={outdir}', f'--data={dataset_path}', f'--kimg={kimg:g}', f'--device={device}']
+        + TRAIN_ARGS + kd_args)
     new = sorted(run_dirs(outdir) - before, key=lambda d: int(re.match(r'^\d+', d).group()))
     if not new:
         raise click.ClickException(f'train.py made no run directory in {_show(outdir)}')
@@ -169,19 +208,33 @@ def main(outdir, kimg, device, keep_dataset):
     snapshot = last_snapshot(run_dir)
     t_train = time.time()
 
-    _banner('3/3 Images from the last snapshot')
-    images = os.path.join(run_dir, 'generated')
-    _run(['generate.py', f'--network={snapshot}', f'--seeds={GRID_SEEDS}', f'--outdir={images}', '--grid', f'--device={device}'])
+    _banner(f'3/4 Images: {per_class} of every class from the last snapshot')
+    images_dir = os.path.join(run_dir, 'generated')
+    _run(['generate.py', f'--network={snapshot}', '--class=0-9', f'--seeds=0-{per_class - 1}', f'--outdir={images_dir}',
+        '--grid', f'--device={device}'])
+    images, labels = demo_score.read_class_folders(images_dir)
+    digits_png = os.path.join(images_dir, 'digits.png')
+    PIL.Image.fromarray(enlarged_grid(images, labels, SHOWN_PER_CLASS, SHOWN_SCALE), 'L').save(digits_png)
+
+    _banner('4/4 Measure')
+    result = demo_score.score_folder(images_dir)
+    score_json = os.path.join(images_dir, 'score.json')
+    with open(score_json, 'w') as f:
+        json.dump(dict(result, kd=' '.join(kd_args) or 'none', kimg=kimg), f, indent=2)
+    print(demo_score.describe(result))
 
     _banner('Done')
+    curves = os.path.join(run_dir, 'curves.png')
+    print(f'Digits:         {_show(digits_png)}  (one row per class, {SHOWN_PER_CLASS} images each, enlarged {SHOWN_SCALE}x)')
+    print(f'Images:         {_show(images_dir)}/class0 .. class9/seedNNNN.png and {_show(os.path.join(images_dir, "grid.png"))}')
+    print(f'Curves:         {_show(curves)}' + ('' if os.path.isfile(curves) else '  (missing)'))
+    print(f'Measure:        {_show(score_json)}')
     print(f'Run directory:  {_show(run_dir)}  (log.txt, stats.jsonl, training_options.json, reals.png, fakes*.png)')
     print(f'Snapshot:       {_show(snapshot)}')
-    print(f'Images:         {_show(os.path.join(images, "grid.png"))}  (and seed*.png beside it)')
-    if '--kd-teacher=random' in teacher_args:
-        print('Teacher:        RANDOM CLIP weights (no pretrained weights available): the distillation was meaningless.')
+    print('Distillation:   ' + (' '.join(kd_args) if kd_args else 'none (see the lines under step 2)'))
     end = time.time()
-    print(f'Total time:     {end - START:.0f} s (imports and dataset {t_dataset - START:.0f} s, teacher check and training '
-        f'{t_train - t_dataset:.0f} s, images {end - t_train:.0f} s)', flush=True)
+    print(f'Total time:     {end - START:.0f} s (imports and dataset {t_dataset - START:.0f} s, training '
+        f'{t_train - t_dataset:.0f} s, images and measure {end - t_train:.0f} s)', flush=True)
 
 #----------------------------------------------------------------------------
 
