@@ -47,8 +47,9 @@ DEFAULT_KIMG = 60
 SHOWN_PER_CLASS = 12
 SHOWN_SCALE = 6
 
-# Measured on the development machine (2 CPU cores), docs/demo.md: what distillation would add to this run.
-KD_CPU_SEC_PER_KIMG = 1200
+# This run with --kd=agg,corr on the development machine's 2 CPU cores (docs/demo.md): 116 s/kimg instead
+# of 2.3, nearly all of it the ViT-B/32 teacher on 128 images at 224x224 in every D step.
+KD_CPU_SEC_PER_KIMG = 116
 
 #----------------------------------------------------------------------------
 
@@ -139,7 +140,7 @@ def choose_kd(kd, random_teacher, device, kimg, find_weights=find_clip_weights):
         hours = KD_CPU_SEC_PER_KIMG * kimg / 3600
         return [], [f'Distillation: off on the CPU although {CLIP_MODEL} weights were found ({source}).',
             f'The frozen teacher costs about {KD_CPU_SEC_PER_KIMG} s per kimg on 2 CPU cores (docs/demo.md): '
-            f'{hours:.0f} h for {kimg:g} kimg. --kd=on runs it anyway; on a GPU it is on by default.']
+            f'{hours:.1f} h for {kimg:g} kimg. --kd=on runs it anyway; on a GPU it is on by default.']
     return KD_ARGS + weight_args, [f'Distillation: {" ".join(KD_ARGS)}, teacher {CLIP_MODEL} ({source}); '
         'the prompts are the class names, "a photo of a digit 0" ...']
 
