@@ -119,7 +119,7 @@ def test_enlarged_grid_puts_classes_in_rows():
     assert grid.shape == (2 * 7 + 1, 2 * 7 + 1)
     np.testing.assert_array_equal(grid[1:7, 1:7], np.kron(images[1], np.ones([3, 3])))  # Row of class 0.
     np.testing.assert_array_equal(grid[8:14, 8:14], np.kron(images[2], np.ones([3, 3])))  # Class 1, second image.
-    assert (grid[1:7, 8:14] == 96).all()  # Class 0 has one image: the cell stays background.
+    assert (grid[1:7, 8:14] == 64).all()  # Class 0 has one image: the cell stays background.
 
 #----------------------------------------------------------------------------
 # The whole demo, shortened: dataset_tool.py, train.py, generate.py, the measure and the printed paths.
@@ -140,7 +140,7 @@ def test_short_demo_writes_and_prints_every_output(tmp_path):
     score = json.load(open(generated / 'score.json'))
     assert score['generated']['images'] == 30 and score['kd'] == 'none' and score['real']['recognised'] >= 0.8
     options = json.load(open(run_dir / 'training_options.json'))
-    assert options['training_set_kwargs']['use_labels'] and options['loss_kwargs']['r1_gamma'] == 1
+    assert options['training_set_kwargs']['use_labels'] and options['loss_kwargs']['r1_gamma'] == 10
     assert 'Distillation: off (--kd=off).' in result.stdout and 'Total time:' in result.stdout
     assert 'resolution 8x8, 1 channel, labels: yes, classes: 10' in result.stdout
 
