@@ -1,4 +1,4 @@
-"""`make demo`: two and a half minutes of training on 2 CPU cores that end in recognisable digits of every class.
+"""`make demo`: two and a half minutes on 2 CPU cores that end in recognisable digits of every class.
 
 1. datasets/demo-digits.zip: scikit-learn's 8x8 handwritten digits (values 0..16 scaled to 0..255), all but
    the 300 that the judge trains on (scripts/demo_score.py), with their labels, written by dataset_tool.py.
