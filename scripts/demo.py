@@ -12,6 +12,7 @@
 Needs no network. See docs/demo.md for the figures and what changes with real CLIP weights.
 """
 
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 START = time.time()  # Before the heavy imports, so that the reported total includes them.
 
@@ -88,12 +90,27 @@ def write_digit_folder(folder):
         labels.append([fname, label])
     with open(os.path.join(folder, 'dataset.json'), 'w') as f:
         json.dump(dict(labels=labels, class_names=[f'digit {k}' for k in range(10)]), f)
-    return len(labels)
+
+def is_demo_dataset(path):
+    """Does the zip hold this demo's digits (an older demo's 100 digits at 32x32 do not count)?"""
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read('dataset.json'))
+            first = sorted(name for name in z.namelist() if name.endswith('.png'))[0]
+            with PIL.Image.open(io.BytesIO(z.read(first))) as img:
+                size = img.size
+    except (OSError, KeyError, IndexError, ValueError, zipfile.BadZipFile):
+        return False
+    return len(meta.get('labels') or []) == len(demo_score.split_digits()[0]) and size == (8, 8)
 
 def build_dataset(path, rebuild):
     if os.path.isfile(path) and not rebuild:
-        print(f'Using the existing {_show(path)} (--rebuild-dataset makes it again).', flush=True)
-        return
+        if is_demo_dataset(path):
+            print(f'Using the existing {_show(path)} (--rebuild-dataset makes it again).', flush=True)
+            return
+        if os.path.abspath(path) != DATASET:
+            raise click.ClickException(f'--dataset={path} exists and is not the demo\'s digits; give a new path or --rebuild-dataset')
+        print(f'{_show(path)} is not this demo\'s dataset (an older demo\'s?): making it again.', flush=True)
     with tempfile.TemporaryDirectory(prefix='demo-digits-') as folder:
         write_digit_folder(folder)
         _run(['dataset_tool.py', f'--source={folder}', f'--dest={path}'] + (['--overwrite'] if os.path.exists(path) else []))

@@ -1,10 +1,12 @@
 """scripts/demo.py and its measure (scripts/demo_score.py): the data split, the judge, the distillation choice,
 and one short run of the whole demo through dataset_tool.py, train.py and generate.py."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import click
 import numpy as np
@@ -121,6 +123,23 @@ def test_enlarged_grid_puts_classes_in_rows():
     np.testing.assert_array_equal(grid[8:14, 8:14], np.kron(images[2], np.ones([3, 3])))  # Class 1, second image.
     assert (grid[1:7, 8:14] == 64).all()  # Class 0 has one image: the cell stays background.
 
+def test_an_older_or_foreign_dataset_is_not_reused(tmp_path, monkeypatch):
+    # The previous demo's zip: 100 digits at 32x32. Under the default path it is remade; elsewhere the demo refuses.
+    old = tmp_path / 'old.zip'
+    with zipfile.ZipFile(old, 'w') as z:
+        buf = io.BytesIO()
+        PIL.Image.fromarray(np.zeros([32, 32], dtype=np.uint8)).save(buf, format='PNG')
+        z.writestr('img000.png', buf.getvalue())
+        z.writestr('dataset.json', json.dumps(dict(labels=[['img000.png', 0]] * 100)))
+    assert not demo.is_demo_dataset(str(old)) and not demo.is_demo_dataset(str(tmp_path / 'missing.zip'))
+    with pytest.raises(click.ClickException, match='is not the demo.s digits'):
+        demo.build_dataset(str(old), rebuild=False)
+    calls = []
+    monkeypatch.setattr(demo, '_run', calls.append)
+    monkeypatch.setattr(demo, 'DATASET', str(old))
+    demo.build_dataset(str(old), rebuild=False)
+    assert calls and calls[0][0] == 'dataset_tool.py' and '--overwrite' in calls[0]
+
 #----------------------------------------------------------------------------
 # The whole demo, shortened: dataset_tool.py, train.py, generate.py, the measure and the printed paths.
 
@@ -143,5 +162,6 @@ def test_short_demo_writes_and_prints_every_output(tmp_path):
     assert options['training_set_kwargs']['use_labels'] and options['loss_kwargs']['r1_gamma'] == 10
     assert 'Distillation: off (--kd=off).' in result.stdout and 'Total time:' in result.stdout
     assert 'resolution 8x8, 1 channel, labels: yes, classes: 10' in result.stdout
+    assert demo.is_demo_dataset(str(tmp_path / 'digits.zip'))
 
 #----------------------------------------------------------------------------
