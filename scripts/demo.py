@@ -15,7 +15,6 @@ Needs no network. See docs/demo.md for the figures and what changes with real CL
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # The repo's packages, when run as scripts/demo.py.
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 import demo_score  # noqa: E402
+from training.resume import _latest_snapshot, _run_dirs  # noqa: E402 (train.py's own finders)
 
 DATASET = os.path.join(REPO, 'datasets', 'demo-digits.zip')
 CLIP_MODEL = 'ViT-B-32'
@@ -120,7 +120,7 @@ def build_dataset(path, rebuild):
 
 def find_clip_weights():
     """(train.py arguments, None) when pretrained CLIP weights can be had, else (None, the reason)."""
-    from kd.teacher import CLIPWeightsUnavailableError, resolve_checkpoint
+    from kd.teacher import CLIPWeightsUnavailableError, default_cache_dir, resolve_checkpoint
     weights = os.environ.get('KD_CLIP_WEIGHTS')
     if weights:
         weights = os.path.abspath(weights)  # train.py runs in the repo root.
@@ -129,7 +129,7 @@ def find_clip_weights():
         return None, f'KD_CLIP_WEIGHTS={weights} is not a file'
     try:
         # The cache first; a download only when the server answers (fails within seconds offline).
-        resolve_checkpoint(CLIP_MODEL, CLIP_PRETRAINED, weights=None, random_init=False, cache_dir=os.environ.get('KD_CLIP_CACHE'))
+        resolve_checkpoint(CLIP_MODEL, CLIP_PRETRAINED, weights=None, random_init=False, cache_dir=default_cache_dir())
         return [], None
     except CLIPWeightsUnavailableError as err:
         return None, str(err)
@@ -160,17 +160,6 @@ def choose_kd(kd, random_teacher, device, kimg, find_weights=find_clip_weights):
             f'{hours:.1f} h for {kimg:g} kimg. --kd=on runs it anyway; on a GPU it is on by default.']
     return KD_ARGS + weight_args, [f'Distillation: {" ".join(KD_ARGS)}, teacher {CLIP_MODEL} ({source}); '
         'the prompts are the class names, "a photo of a digit 0" ...']
-
-def run_dirs(outdir):
-    if not os.path.isdir(outdir):
-        return set()
-    return {d for d in os.listdir(outdir) if re.match(r'^\d+-', d) and os.path.isdir(os.path.join(outdir, d))}
-
-def last_snapshot(run_dir):
-    pkls = sorted(f for f in os.listdir(run_dir) if re.fullmatch(r'network-snapshot-\d+\.pkl', f))
-    if not pkls:
-        raise click.ClickException(f'training ended without a network snapshot in {_show(run_dir)}')
-    return os.path.join(run_dir, pkls[-1])
 
 #----------------------------------------------------------------------------
 # Step 3: the enlarged picture.
@@ -216,14 +205,16 @@ def main(outdir, kimg, device, kd, random_teacher, per_class, dataset_path, keep
 
     _banner(f'2/4 Training: a small conditional StyleGAN2 for {kimg:g} kimg on the {device.upper()}')
     print('\n'.join(kd_lines), flush=True)
-    before = run_dirs(outdir)
+    before = set(_run_dirs(outdir))
     _run(['train.py', f'--outdir={outdir}', f'--data={dataset_path}', f'--kimg={kimg:g}', f'--device={device}']
         + TRAIN_ARGS + kd_args)
-    new = sorted(run_dirs(outdir) - before, key=lambda d: int(re.match(r'^\d+', d).group()))
+    new = [d for d in _run_dirs(outdir) if d not in before]  # In run-number order.
     if not new:
         raise click.ClickException(f'train.py made no run directory in {_show(outdir)}')
     run_dir = os.path.join(outdir, new[-1])
-    snapshot = last_snapshot(run_dir)
+    snapshot = _latest_snapshot(run_dir)
+    if snapshot is None:
+        raise click.ClickException(f'training ended without a network snapshot in {_show(run_dir)}')
     t_train = time.time()
 
     _banner(f'3/4 Images: {per_class} of every class from the last snapshot')
@@ -235,7 +226,7 @@ def main(outdir, kimg, device, kd, random_teacher, per_class, dataset_path, keep
     PIL.Image.fromarray(enlarged_grid(images, labels, SHOWN_PER_CLASS, SHOWN_SCALE), 'L').save(digits_png)
 
     _banner('4/4 Measure')
-    result = demo_score.score_folder(images_dir)
+    result = demo_score.score_images(images, labels)  # The images read once, above.
     score_json = os.path.join(images_dir, 'score.json')
     with open(score_json, 'w') as f:
         json.dump(dict(result, kd=' '.join(kd_args) or 'none', kimg=kimg), f, indent=2)

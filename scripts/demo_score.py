@@ -100,13 +100,16 @@ def read_class_folders(folder):
 
 def score_folder(folder):
     """The measure for a generated folder, with the real training digits' figures as 'real'."""
+    return score_images(*read_class_folders(folder))
+
+def score_images(images, labels):
+    """The measure for [N, H, W] uint8 digits asked to be of `labels` (as read_class_folders returns them)."""
     train_idx, held_idx = split_digits()
     classifier = fit_classifier(held_idx)
     digits = load_digits()
     real_x = digits.images[train_idx].reshape(len(train_idx), -1)
     real_y = digits.target[train_idx]
     reference = {label: real_x[real_y == label] for label in range(NUM_CLASSES)}
-    images, labels = read_class_folders(folder)
     fake = score_features(to_digit_features(images), labels, classifier, reference)
     real = score_features(real_x, real_y, classifier, reference)
     return dict(generated=fake, real=real, confidence=CONFIDENCE, classifier_digits=int(len(held_idx)),
