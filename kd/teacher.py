@@ -161,8 +161,7 @@ class _LoadedCLIP:
 
 def resolve_precision(precision, device):
     """open_clip's precision name for 'auto' | 'fp32' | 'fp16' | 'bf16' on this device."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'CLIP precision must be one of {PRECISIONS}, got {precision!r}')
+    _check_option('CLIP precision', precision, PRECISIONS)
     if precision == 'auto':
         return 'fp16' if torch.device(device).type == 'cuda' else 'fp32'
     return precision
