@@ -18,6 +18,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+import dnnlib
+
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
 FIXED = ['Loss/G/loss', 'Loss/D/loss', 'Loss/r1_penalty', 'Loss/pl_penalty', 'Loss/lecam_penalty', 'Progress/augment']
 PANEL_W, PANEL_H, COLUMNS = 320, 200, 3
@@ -100,9 +102,8 @@ def render(runs, out_path):
         box = (c * PANEL_W + 2, legend_h + r * PANEL_H + 2, (c + 1) * PANEL_W - 2, legend_h + (r + 1) * PANEL_H - 2)
         curves = [(series[name][0], series[name][1], COLOURS[i % len(COLOURS)]) for i, (_, series) in enumerate(data) if name in series]
         _panel(draw, box, name, curves)
-    tmp = out_path + '.tmp.png'
-    image.save(tmp)
-    os.replace(tmp, out_path)  # Never half a picture.
+    with dnnlib.util.atomic_write(out_path, 'wb') as f:  # Never half a picture.
+        image.save(f, format='PNG')
     return names
 
 def save_run_curves(run_dir):
