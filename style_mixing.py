@@ -45,8 +45,7 @@ def grid_image(images, row_seeds, col_seeds):
         for j, col in enumerate([None] + list(col_seeds)):
             if row is None and col is None:
                 continue
-            key = (row, col) if row is not None and col is not None else (row, None) if col is None else (None, col)
-            canvas[i * h:(i + 1) * h, j * w:(j + 1) * w] = images[key]
+            canvas[i * h:(i + 1) * h, j * w:(j + 1) * w] = images[(row, col)]  # (r, None), (None, c): the seeds alone.
     return canvas
 
 #----------------------------------------------------------------------------
