@@ -155,10 +155,11 @@ def main(network_pkl, target_fname, num_steps, seed, save_video, detector_dir, d
         ws = steps[-1][None, None].repeat(1, G.num_ws, 1)
         save_png(to_pil(to_uint8(G.synthesis(ws, noise_mode='const'))[0]), os.path.join(outdir, 'proj.png'))
         if save_video:
+            target_rgb = np.asarray(to_pil(target.permute(1, 2, 0).numpy()).convert('RGB'))  # Left half of every frame.
             with imageio.get_writer(os.path.join(outdir, 'proj.mp4'), mode='I', fps=10, codec='libx264', bitrate='16M') as video:
                 for w in steps[::max(num_steps // 100, 1)]:
                     frame = np.asarray(to_pil(to_uint8(G.synthesis(w[None, None].repeat(1, G.num_ws, 1), noise_mode='const'))[0]).convert('RGB'))
-                    video.append_data(np.concatenate([np.asarray(PIL.Image.open(os.path.join(outdir, 'target.png')).convert('RGB')), frame], axis=1))
+                    video.append_data(np.concatenate([target_rgb, frame], axis=1))
     np.savez(os.path.join(outdir, 'projected_w.npz'), w=ws.cpu().numpy())
     print(f'Wrote {outdir}/proj.png and {outdir}/projected_w.npz')
 
