@@ -4,10 +4,13 @@ The layout is the one dataset_tool.py writes (numbered sub-folders of PNGs and a
 "labels" and "class_names"), but any folder or zip of same-sized RGB or grayscale images works.
 """
 
+import hashlib
 import io
 import json
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 import PIL.Image
@@ -21,6 +24,37 @@ except ImportError:
     pyspng = None
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
+PNG_HEADER_BYTES = 26       # Signature (8), IHDR length and type (8), width, height (4 + 4), bit depth, colour type.
+_PNG_CHANNELS = {0: 1, 2: 3}  # PNG colour type -> channels, for the two that training reads.
+_PNG_KINDS = {3: 'a palette', 4: 'a grayscale+alpha', 6: 'an RGBA'}
+_ONLY_L_RGB = 'only 8-bit grayscale and RGB are read here (dataset_tool.py converts the others)'
+# Errors a damaged zip or zip member raises besides OSError; the zipfile module has no common base class.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
+
+def _raise_walk_error(err):
+    # os.walk skips unreadable folders silently by default, which would hide images.
+    raise OSError(f'cannot read folder {err.filename}: {err.strerror}') from None
+
+def _walk_files(path, skip_hidden):
+    """Relative '/'-separated names of the files under path; skip_hidden drops names starting with '.'."""
+    for root, dirs, files in os.walk(path, onerror=_raise_walk_error):
+        if skip_hidden:
+            dirs[:] = [d for d in dirs if not d.startswith('.')]
+        rel_root = os.path.relpath(root, path)
+        for fname in files:
+            if not (skip_hidden and fname.startswith('.')):
+                yield (fname if rel_root == '.' else os.path.join(rel_root, fname)).replace(os.sep, '/')
+
+def _file_sha256(path, chunk_size=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(chunk_size), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+def _shape_text(shape):
+    channels, height, width = shape
+    return f'{width}x{height} ' + {1: 'gray', 3: 'RGB'}.get(channels, f'{channels}-channel')
 
 #----------------------------------------------------------------------------
 
@@ -204,17 +238,17 @@ class ImageFolderDataset(Dataset):
 
         if os.path.isdir(path):
             self._type = 'dir'
-            self._all_fnames = []
-            for root, _dirs, files in os.walk(path):
-                rel_root = os.path.relpath(root, path)
-                for fname in files:
-                    rel = fname if rel_root == '.' else os.path.join(rel_root, fname)
-                    self._all_fnames.append(rel.replace(os.sep, '/'))
+            self._all_fnames = list(_walk_files(path, skip_hidden=False))
         elif self._file_ext(path) == '.zip':
             if not os.path.isfile(path):
                 raise ValueError(f'dataset not found: {path}')
             self._type = 'zip'
-            self._all_fnames = self._get_zipfile().namelist()
+            try:
+                self._all_fnames = self._get_zipfile().namelist()
+            except _ZIP_ERRORS as e:
+                raise ValueError(f'{path}: not a readable zip file ({e})') from None
+            except OSError as e:
+                raise OSError(f'{path}: cannot read the zip file ({e.strerror or e})') from None
         else:
             raise ValueError(f'dataset path must be a folder or a .zip file: {path}')
 
@@ -249,6 +283,14 @@ class ImageFolderDataset(Dataset):
         if self._type == 'dir':
             return open(os.path.join(self._path, fname), 'rb')
         return self._get_zipfile().open(fname, 'r')
+
+    def _read_file(self, fname, size=-1):
+        """The first `size` bytes (all for -1) of one file; a damaged zip member gives a ValueError naming it."""
+        try:
+            with self._open_file(fname) as f:
+                return f.read(size)
+        except (_ZIP_ERRORS + (RuntimeError,)) as e:  # RuntimeError: an encrypted member.
+            raise ValueError(f'{self._path}: {fname} cannot be read from the zip ({e})') from None
 
     def close(self):
         if self._zipfile is not None and self._zipfile_pid == os.getpid():
@@ -285,8 +327,7 @@ class ImageFolderDataset(Dataset):
 
     def _load_raw_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
-        with self._open_file(fname) as f:
-            data = f.read()
+        data = self._read_file(fname)
         if pyspng is not None and self._file_ext(fname) == '.png':
             image = pyspng.load(data)
         else:
@@ -320,5 +361,87 @@ class ImageFolderDataset(Dataset):
         if all(isinstance(v, list) for v in values):
             return np.array(values, dtype=np.float32)
         raise ValueError(f'{self._path}: dataset.json labels must all be class indices or all be lists of numbers')
+
+    def check_images(self):
+        """Raise ValueError unless every image (all of them, whatever subset or max_size) is 8-bit grayscale or
+        RGB of one width, height and channel count: the first image's, as decoded by __init__.
+
+        Only headers are read (26 bytes of a PNG, PIL's lazy open for the rest), so 50k PNGs take seconds and
+        train.py can refuse the data before it creates a run directory.
+        """
+        shapes = {}  # (C, H, W) -> [count, first file name], in file-name order.
+        for fname in self._image_fnames:
+            shapes.setdefault(self._header_shape(fname), [0, fname])[0] += 1
+        expected = tuple(self._raw_shape[1:])
+        if list(shapes) != [expected]:
+            raise ValueError(self._shapes_message(shapes, expected))
+
+    def _shapes_message(self, shapes, expected):
+        # The shape training would use leads; the others follow, most common first.
+        order = sorted(shapes, key=lambda shape: (shape != expected, -shapes[shape][0]))
+        parts = []
+        for i, shape in enumerate(order):
+            count, first = shapes[shape]
+            noun = ('images ' if count > 1 else 'image ') if i == 0 else ''
+            where = f'first: {first}' if count > 1 else first
+            parts.append(f'{count} {noun}{"are" if count > 1 else "is"} {_shape_text(shape)} ({where})')
+        text = ', '.join(parts)
+        if expected not in shapes:  # The headers disagree with what __init__ decoded: say both.
+            text += f', but {self._image_fnames[0]} decodes to {_shape_text(expected)}'
+        if len({shape[1:] for shape in shapes} | {expected[1:]}) > 1:
+            fix = 'rebuild it with dataset_tool.py --resolution=WxH'
+        else:
+            fix = 'rebuild it with dataset_tool.py, which gives every image the same channel count'
+        return f'{self._path}: images differ in shape: {text}; {fix}'
+
+    def _header_shape(self, fname):
+        """(C, H, W) of one image from its header alone, never decoding pixels; ValueError if unreadable."""
+        if self._file_ext(fname) == '.png':
+            return self._png_header_shape(fname, self._read_file(fname, PNG_HEADER_BYTES))
+        try:
+            with self._open_file(fname) as f, PIL.Image.open(f) as image:  # Lazy: parses the header only.
+                mode, (width, height) = image.mode, image.size
+        except (OSError, SyntaxError) + _ZIP_ERRORS as e:
+            raise ValueError(f'{self._path}: {fname} is not a readable image ({e})') from None
+        if mode not in ('L', 'RGB'):
+            raise ValueError(f'{self._path}: {fname} has PIL mode {mode}; {_ONLY_L_RGB}')
+        return (1 if mode == 'L' else 3, height, width)
+
+    def _png_header_shape(self, fname, head):
+        if len(head) < PNG_HEADER_BYTES or head[:8] != b'\x89PNG\r\n\x1a\n':
+            raise ValueError(f'{self._path}: {fname} is not a readable PNG (no PNG signature)')
+        if head[8:16] != b'\x00\x00\x00\x0dIHDR':  # The spec puts a 13-byte IHDR first.
+            raise ValueError(f'{self._path}: {fname} is not a readable PNG (no IHDR chunk after the signature)')
+        width, height, bit_depth, color_type = struct.unpack('>IIBB', head[16:26])
+        if width == 0 or height == 0:
+            raise ValueError(f'{self._path}: {fname} is not a readable PNG (size {width}x{height})')
+        if color_type not in _PNG_CHANNELS:
+            kind = _PNG_KINDS.get(color_type, f'a colour type {color_type}')
+            raise ValueError(f'{self._path}: {fname} is {kind} PNG; {_ONLY_L_RGB}')
+        if bit_depth != 8:
+            raise ValueError(f'{self._path}: {fname} is a {bit_depth}-bit PNG; {_ONLY_L_RGB}')
+        return (_PNG_CHANNELS[color_type], height, width)
+
+    def fingerprint(self):
+        """'sha256:<hex>' of the dataset's content, not its path: tells resume whether the data is the run's.
+
+        A zip hashes its central directory only, nothing decompressed: the sorted (name, CRC-32, size) of every
+        file member, dataset.json included. A folder hashes the sorted (relative path, size, SHA-256 of the
+        bytes) of every file whose name does not start with '.'. The schemes differ, so a zip and a folder of
+        the same images have different fingerprints.
+        """
+        if self._type == 'zip':
+            entries = [(info.filename, info.CRC, info.file_size) for info in self._get_zipfile().infolist()
+                if not info.is_dir()]
+        else:
+            entries = []
+            for rel in _walk_files(self._path, skip_hidden=True):
+                full = os.path.join(self._path, rel)
+                if os.path.isfile(full):  # Not sockets, pipes or broken links.
+                    entries.append((rel, os.path.getsize(full), _file_sha256(full)))
+        digest = hashlib.sha256()
+        for entry in sorted(entries):
+            digest.update(json.dumps(entry).encode() + b'\n')  # JSON: unambiguous for any file name.
+        return f'sha256:{digest.hexdigest()}'
 
 #----------------------------------------------------------------------------
