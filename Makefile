@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast demo build-ops gpu-check clean-venv
+.PHONY: test test-fast demo build-ops gpu-check clean-venv lock
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ endif
 
 gpu-check: $(GPU_DEPS)
 	$(GPU_PY) bench/gpu_check.py --md=gpu-check.md $(if $(WHEELS),--install-wheels=$(WHEELS))
+
+# Pins requirements.txt and all its dependencies to exact versions in requirements.lock (one file for
+# Linux x86_64 and aarch64, Python 3.11+). Needs only the venv and uv, not the full install; pins already
+# in requirements.lock are kept while they still fit. Never part of `make test`.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(PY) -m uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --universal
 
 clean-venv:
 	rm -rf $(VENV)
