@@ -73,6 +73,12 @@ def _phases(D, loss, reals, zs, passes, rank=0, world=1):
         grads = flat if grads is None else grads + flat
     return grads, (loss.lecam_anchors.real, loss.lecam_anchors.fake)
 
+def _assert_same_gradient(got, want):
+    """Equal up to float32 rounding of the largest entry: the summed gradient reaches ~600 here, whose
+    rounding (~6e-5 a step) an element-wise atol of 1e-6 cannot absorb; the CPU's kernels decide which
+    elements round differently. A wrong gain or a lost pass changes entries by their own size."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=4e-6 * float(want.abs().max()))
+
 @pytest.fixture(scope='module')
 def clip_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp('split_clip'))
@@ -83,7 +89,7 @@ def clip_dir(tmp_path_factory):
 def test_passes_give_the_whole_batch_gradient(clip_dir, passes):
     whole, anchors = _phases(*_setup(clip_dir), passes=1)
     split, split_anchors = _phases(*_setup(clip_dir), passes=passes)
-    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
+    _assert_same_gradient(split, whole)
     assert split_anchors == pytest.approx(anchors, rel=1e-6)
     # The D parameters include the KD head: its gradient comes from the KD terms alone.
     assert whole.abs().sum() > 0
@@ -100,7 +106,7 @@ def test_kd_terms_alone_are_split_independent(clip_dir):
     assert head and grads[0].norm() > 0
     for g in grads[1:]:
         assert (g.norm() / grads[0].norm()).item() == pytest.approx(1.0, abs=1e-5)
-        torch.testing.assert_close(g, grads[0], rtol=1e-5, atol=1e-6)
+        _assert_same_gradient(g, grads[0])
 
 def test_matrix_norm_is_averaged_over_passes(clip_dir):
     # 'matrix' normalises each pass's matrix by its own Frobenius norm: exact for one pass only, so
@@ -123,5 +129,5 @@ def test_two_processes_give_the_whole_batch_gradient(clip_dir, tmp_path):
     torch.multiprocessing.spawn(_worker, args=(str(tmp_path / 'init'), clip_dir, out), nprocs=2)
     two = torch.load(out)
     whole, anchors = _phases(*_setup(clip_dir), passes=1)
-    torch.testing.assert_close(two['grads'], whole, rtol=1e-5, atol=1e-6)
+    _assert_same_gradient(two['grads'], whole)
     assert two['anchors'] == pytest.approx(anchors, rel=1e-6)
