@@ -3,7 +3,8 @@
 Examples:
     python train.py --outdir=runs --data=datasets/cifar10.zip --cfg=cifar --gpus=2
     python train.py --outdir=runs --data=datasets/obama.zip --cfg=low_shot --mirror=1 --kd=agg,corr
-    python train.py --outdir=runs --data=datasets/obama.zip --resume=latest
+    python train.py --outdir=runs --data=datasets/obama.zip --cfg=low_shot --resume=auto          (first launch and every requeue)
+    python train.py --outdir=ft --data=datasets/100shot.zip --cfg=low_shot --resume=runs/00000-.../network-snapshot-000300.pkl
     python train.py --outdir=runs --data=datasets/cifar10-train.zip --cfg=biggan-cifar --cond=1 --subset=5000 \
         --metric-data=datasets/cifar10-test.zip --metrics=fid10k_full --kd=agg,corr
     torchrun --nnodes=2 --nproc_per_node=8 ... train.py --outdir=runs --data=...   (multi-node)
@@ -11,7 +12,7 @@ Examples:
 
 import json
 import os
-import re
+import sys
 
 import click
 import torch
@@ -19,8 +20,12 @@ import torch
 import dnnlib
 from torch_utils import distributed
 from training import launch
-from training.resume import RESUME_SPECS, _continues_a_run, _run_dirs, check_resume_network, resolve_resume  # noqa: F401 (RESUME_SPECS: public)
+from training import preempt
+from training import provenance
+from training import resume
+from training import run_dir as run_names
 from training import training_loop
+from training.resume import RESUME_SPECS  # noqa: F401 (public: the named transfer sources)
 from training.augment import augpipe_specs
 from training.diffaugment import parse_policy
 
@@ -70,11 +75,15 @@ def _auto_spec(spec, res, gpus):
     spec.gamma = 0.0002 * (res ** 2) / spec.mb  # Heuristic from StyleGAN2-ADA.
     spec.ema = spec.mb * 10 / 32
 
-def _open_dataset(training_set_kwargs):
+def _open_dataset(training_set_kwargs, flag='--data'):
+    """Open the dataset and read every image's header: mixed shapes or unreadable files stop here, before
+    any run directory exists, rather than mid-training."""
     try:
-        return dnnlib.util.construct_class_by_name(**training_set_kwargs)
+        dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+        dataset.check_images()
+        return dataset
     except (OSError, ValueError) as err:
-        raise click.UsageError(f'--data: {err}')
+        raise click.UsageError(f'{flag}: {err}')
 
 #----------------------------------------------------------------------------
 
@@ -84,6 +93,10 @@ def setup_training_loop_kwargs(opts):
     c = dnnlib.EasyDict()
 
     # General.
+    try:
+        run_names.check_outdir(o.outdir)
+    except ValueError as err:
+        raise click.UsageError(f'--outdir: {err}')
     if o.gpus < 1:
         raise click.UsageError('--gpus must be at least 1')
     if o.seed < 0:
@@ -132,6 +145,7 @@ def setup_training_loop_kwargs(opts):
     if height != width or height < 4 or height & (height - 1) != 0:
         raise click.UsageError(f'--data: images must be square with a power-of-two side >= 4, got {width}x{height}')
     res = height
+    c.data_fingerprint = training_set.fingerprint()  # Decides, with the options, whether a --resume continues a run.
     if o.cond and not training_set.has_labels:
         raise click.UsageError('--cond=1 requires labels in dataset.json, but the dataset has none')
     c.training_set_kwargs.resolution = res
@@ -148,7 +162,7 @@ def setup_training_loop_kwargs(opts):
         desc += '-mirror'
     if o.metric_data is not None:
         c.metric_data = o.metric_data
-        _open_dataset(dict(c.training_set_kwargs, path=o.metric_data, subset=None))  # Fail now, not after the first snapshot.
+        _open_dataset(dict(c.training_set_kwargs, path=o.metric_data, subset=None), flag='--metric-data')  # Now, not at the first snapshot.
     if o.detector_dir is not None:
         if not os.path.isdir(o.detector_dir):
             raise click.UsageError(f'--detector-dir: {o.detector_dir} is not a folder')
@@ -214,6 +228,9 @@ def setup_training_loop_kwargs(opts):
         c.loss_kwargs.lecam_start_kimg = spec.ema_start if biggan else 0
         desc += f'-lecam{o.lecam:g}'
     c.write_weights = bool(o.weights_only)
+    if o.keep is not None and o.keep < 1:
+        raise click.UsageError('--keep must be at least 1 (the newest snapshots to keep; the best is kept besides)')
+    c.snapshot_keep = o.keep
     c.cudnn_benchmark = not o.nobench
     c.allow_tf32 = o.allow_tf32
 
@@ -266,23 +283,28 @@ def setup_training_loop_kwargs(opts):
         except ValueError as err:
             raise click.UsageError(str(err))
 
-    # Resume.
-    c.resume_pkl = None
-    c.resume_state = True
-    if o.resume is not None:
-        c.resume_pkl = resolve_resume(o.resume, o.outdir)
-        desc += '-resume'
-        check_resume_network(c.resume_pkl, resolution=res, channels=_channels, label_dim=(label_dim if o.cond else 0),
-            backbone=spec.get('backbone', 'stylegan2'))
-        if not _continues_a_run(c.resume_pkl):
-            # Transfer learning, as StyleGAN2-ADA's train.py: ADA reacts faster, no EMA ramp-up. A snapshot
-            # of one of our run directories instead continues that run exactly, with its own settings.
-            c.ada_kimg = 100
-            c.ema_rampup = None
-
     if o.desc is not None:
         desc += f'-{o.desc}'
-    return desc, c, num_images
+
+    # Resume: decided last, from the options above and the run the snapshot comes from.
+    c.resume_pkl, c.resume_mode = None, None
+    resumed = dnnlib.EasyDict(notes=[], finished=False)
+    if o.resume is None and o.resume_mode != 'auto':
+        raise click.UsageError('--resume-mode has no effect without --resume')
+    if o.resume is not None:
+        try:
+            pkl, mode, resumed.notes, cur_nimg = resume.choose(o.resume, o.resume_mode, o.outdir, requested=c,
+                resolution=res, channels=_channels, backbone=spec.get('backbone', 'stylegan2'))
+        except resume.ResumeError as err:
+            raise click.UsageError(str(err))
+        if pkl is not None:
+            resume.apply(c, pkl, mode)
+            desc += '-resume' if mode == 'continue' else '-transfer'
+            if mode == 'continue' and cur_nimg >= c.total_kimg * 1000:
+                resumed.notes.append(f'The run already reached {c.total_kimg:g} kimg in {pkl}; nothing to train '
+                    f'(a larger --kimg continues it).')
+                resumed.finished = True
+    return desc, c, num_images, resumed
 
 def _learning_rates(o, spec):
     glr = spec.lrate if o.glr is None else o.glr
@@ -408,17 +430,21 @@ def fetch_metric_detectors(metrics, detector_dir):
             raise click.ClickException(f'{err}\n(or train with --metrics=none and run calc_metrics.py later)')
 
 def _make_run_dir(outdir, desc):
-    prev = _run_dirs(outdir)
-    cur_run_id = max([int(re.match(r'^\d+', d).group()) for d in prev], default=-1) + 1
-    run_dir = os.path.join(outdir, f'{cur_run_id:05d}-{desc}')
+    run_dir = run_names.next_run_dir(outdir, desc)
     if os.path.exists(run_dir):
         raise click.ClickException(f'run directory {run_dir} already exists')
     return run_dir
 
-def _write_options(run_dir, c):
+def _write_run_dir(run_dir, c, resume_notes, record):
+    """The run directory with its records: the options, what produced the run, and the resume decision
+    (first lines of log.txt, which the training processes append to)."""
     os.makedirs(run_dir)
     with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
         json.dump(c, f, indent=2)
+    provenance.write(run_dir, *record)
+    if resume_notes:
+        with open(os.path.join(run_dir, 'log.txt'), 'a') as f:
+            f.write(''.join(line + '\n' for line in resume_notes))
 
 #----------------------------------------------------------------------------
 
@@ -452,7 +478,9 @@ def _write_options(run_dir, c):
 @click.option('--augpipe', help='ADA augmentation pipeline [default: bgc]', type=click.Choice(sorted(augpipe_specs)))
 @click.option('--diffaugment', help='DiffAugment policy, a subset of color,translation,cutout [default: none, all three for low_shot]', type=str)
 # Transfer learning and resume.
-@click.option('--resume', help='Resume from a snapshot: PKL path/URL, RUN_DIR, "latest" (newest run in --outdir), or a transfer source: ffhq256, ffhq512, ffhq1024, celebahq256, lsundog256', metavar='PKL|DIR|latest|NAME')
+@click.option('--resume', help='Resume from a snapshot: PKL path/URL, RUN_DIR (its newest), "latest" (newest run in --outdir), a transfer source (ffhq256, ffhq512, ffhq1024, celebahq256, lsundog256), or "auto": continue the newest run in --outdir that this command continues, else start a new run ("auto,SOURCE": else transfer from SOURCE). Continue or transfer is decided from the data and options (docs/training.md)', metavar='PKL|DIR|latest|NAME|auto[,SOURCE]')
+@click.option('--resume-mode', help='Force "continue" (exactly, an error when data or options differ) or "transfer" (weights only, progress from 0)', type=click.Choice(list(resume.MODES)), default='auto', show_default=True)
+@click.option('--keep', help='Keep only the N newest network snapshots (the best by the first metric is kept besides) [default: all]', type=int, metavar='N')
 @click.option('--freezed', help='Freeze the first layers of D', type=int, default=0, show_default=True)
 # Performance.
 @click.option('--fp32', help='Disable mixed precision', type=bool, default=False, metavar='BOOL', show_default=True)
@@ -496,7 +524,11 @@ def main(**opts):
     if torchrun is not None:
         rank, world_size, local_rank = torchrun
         opts['gpus'] = world_size  # The launcher decides the process count.
-    desc, c, num_images = setup_training_loop_kwargs(opts)
+    desc, c, num_images, resumed = setup_training_loop_kwargs(opts)
+    if torchrun is None or rank == 0:
+        print('\n'.join(resumed.notes))
+    if resumed.finished:
+        return
     if not opts['dry_run']:
         fetch_metric_detectors(c.metrics, c.get('detector_dir'))
 
@@ -518,14 +550,17 @@ def main(**opts):
         print(f'Distillation:        {c.kd_kwargs.kd}')
         print()
         if not opts['dry_run']:
+            record = provenance.collect(argv=sys.argv)  # Before the folder exists: git may take a moment.
             print('Creating output directory...')
-            _write_options(run_dir, c)
+            _write_run_dir(run_dir, c, resumed.notes, record)
     if opts['dry_run']:
         print('Dry run; exiting.')
         return
 
     try:
         launch.launch(c, torchrun=torchrun)
+    except preempt.Preempted:  # Rank 0 wrote the snapshot and said where; the scheduler may requeue.
+        sys.exit(preempt.EXIT_PREEMPTED)
     except training_loop.TrainingDiverged as err:
         raise click.ClickException(str(err))
     except torch.multiprocessing.ProcessRaisedException as err:

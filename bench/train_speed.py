@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train  # noqa: E402
 from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
+from training import run_dir as run_names  # noqa: E402
 
 PHASE_NAMES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
@@ -56,8 +57,9 @@ def measure(cfg='cifar', res=32, batch=8, batch_gpu=None, device='cpu', impl='cu
         args += list(extra_args)
         with contextlib.redirect_stdout(io.StringIO()):
             train.main.main(args, standalone_mode=False)
-        run_dir = train.resolve_resume('latest', os.path.join(tmp, 'runs'))
-        ticks = [json.loads(line) for line in open(os.path.join(os.path.dirname(run_dir), 'stats.jsonl'))]
+        runs = os.path.join(tmp, 'runs')
+        run_dir = os.path.join(runs, run_names.run_dirs(runs)[-1])
+        ticks = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))]
     timed = ticks[-1]
     result = dict(cfg=cfg, res=res, batch=batch, device=device, impl=impl, cbase=cbase, cmax=cmax,
         timed_steps=steps, sec_per_kimg=round(timed['Timing/sec_per_kimg']['mean'], 3),

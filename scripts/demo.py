@@ -32,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # The repo's packages, when run as scripts/demo.py.
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 import demo_score  # noqa: E402
-from training.resume import _latest_snapshot, _run_dirs  # noqa: E402 (train.py's own finders)
+from training.run_dir import latest_snapshot, run_dirs  # noqa: E402 (train.py's own finders)
 
 DATASET = os.path.join(REPO, 'datasets', 'demo-digits.zip')
 CLIP_MODEL = 'ViT-B-32'
@@ -205,14 +205,14 @@ def main(outdir, kimg, device, kd, random_teacher, per_class, dataset_path, keep
 
     _banner(f'2/4 Training: a small conditional StyleGAN2 for {kimg:g} kimg on the {device.upper()}')
     print('\n'.join(kd_lines), flush=True)
-    before = set(_run_dirs(outdir))
+    before = set(run_dirs(outdir))
     _run(['train.py', f'--outdir={outdir}', f'--data={dataset_path}', f'--kimg={kimg:g}', f'--device={device}']
         + TRAIN_ARGS + kd_args)
-    new = [d for d in _run_dirs(outdir) if d not in before]  # In run-number order.
+    new = [d for d in run_dirs(outdir) if d not in before]  # In run-number order.
     if not new:
         raise click.ClickException(f'train.py made no run directory in {_show(outdir)}')
     run_dir = os.path.join(outdir, new[-1])
-    snapshot = _latest_snapshot(run_dir)
+    snapshot = latest_snapshot(run_dir)
     if snapshot is None:
         raise click.ClickException(f'training ended without a network snapshot in {_show(run_dir)}')
     t_train = time.time()

@@ -2,9 +2,12 @@
 no traceback and nothing half-written, in particular no run directory. docs/troubleshooting.md lists
 each case with its message."""
 
+import io
 import os
 import pickle
+import zipfile
 
+import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
@@ -65,12 +68,13 @@ def test_resume_from_a_pickle_that_is_not_a_network(tmp_path, data):
     _assert_clean_error(result, 'G_ema is a str, not a network')
     _no_run_dir(outdir)
 
-@pytest.mark.parametrize('kwargs, shape', [(dict(res=32), '32x32, 3 channels, 0 labels'),
-    (dict(channels=1), '16x16, 1 channel, 0 labels'), (dict(c_dim=5), '16x16, 3 channels, 5 labels')])
+# Another label dimension is no error: transfer learning leaves the label embedding at its initialisation
+# (tests/test_run_life.py).
+@pytest.mark.parametrize('kwargs, shape', [(dict(res=32), '32x32, 3 channels'), (dict(channels=1), '16x16, 1 channel')])
 def test_resume_network_that_does_not_fit_the_data(tmp_path, data, kwargs, shape):
     pkl = _snapshot(tmp_path / 'other.pkl', **kwargs)
     result, outdir = _train(tmp_path, data, f'--resume={pkl}')
-    _assert_clean_error(result, f'the network in {pkl} is {shape}, but --data is 16x16, 3 channels, 0 labels')
+    _assert_clean_error(result, f'the network in {pkl} is {shape}, but --data is 16x16, 3 channels;')
     _no_run_dir(outdir)
 
 def test_resume_stylegan2_network_into_biggan(tmp_path):
@@ -81,14 +85,40 @@ def test_resume_stylegan2_network_into_biggan(tmp_path):
     _assert_clean_error(result, 'is a StyleGAN2 generator, but --cfg selects BigGAN')
     _no_run_dir(tmp_path / 'runs')
 
+def _two_resolutions(tmp):
+    """A zip whose last image is larger than the others: only a look at every image finds it."""
+    path = make_dataset_zip(tmp / 'mixed.zip', num=4, res=16)
+    with zipfile.ZipFile(path, 'a') as z:
+        buf = io.BytesIO()
+        PIL.Image.new('RGB', (32, 32)).save(buf, format='PNG')
+        z.writestr('00000/img99999999.png', buf.getvalue())
+    return path
+
+def _not_a_zip(tmp):
+    (tmp / 'text.zip').write_text('these are not the images you are looking for')
+    return str(tmp / 'text.zip')
+
 @pytest.mark.parametrize('make, message', [
     (lambda tmp: str(tmp / 'missing.zip'), '--data:'),
     (lambda tmp: make_dataset_zip(tmp / 'wide.zip', num=2, res=16, wide=True), 'images must be square'),
+    (_two_resolutions, '4 images are 16x16 RGB'),
+    (_not_a_zip, 'not a readable zip file'),
 ])
 def test_missing_or_non_square_data(tmp_path, make, message):
     result, outdir = _train(tmp_path, make(tmp_path))
     _assert_clean_error(result, message)
     _no_run_dir(outdir)
+
+@pytest.mark.parametrize('outdir, message', [
+    (lambda tmp: tmp / 'a-file' / 'runs', 'is a file, not a folder'),
+    (lambda tmp: '/proc/kd-dlgan-runs', 'not writable'),
+])
+def test_outdir_that_cannot_be_made(tmp_path, data, outdir, message):
+    (tmp_path / 'a-file').write_text('')
+    result = _invoke(train.main, ['--outdir', outdir(tmp_path), '--data', data, '--kimg=0.004'] + TINY_ARGS)
+    _assert_clean_error(result, f'--outdir: {outdir(tmp_path)}')
+    assert message in result.output
+    assert not os.path.exists(outdir(tmp_path))
 
 @pytest.mark.parametrize('extra, message', [
     (['--kimg=-1'], '--kimg must be positive'),
@@ -98,6 +128,9 @@ def test_missing_or_non_square_data(tmp_path, make, message):
     (['--peer-timeout=1'], '--peer-timeout must be more than 2 seconds'),
     (['--lecam-decay=0.5'], '--lecam-decay has no effect without --lecam'),
     (['--kd-preset=authors'], '--kd-preset has no effect without --kd'),
+    (['--resume-mode=continue'], '--resume-mode has no effect without --resume'),
+    (['--resume=auto', '--resume-mode=transfer'], '--resume-mode has no effect with --resume=auto'),
+    (['--keep=0'], '--keep must be at least 1'),
 ])
 def test_bad_option_values(tmp_path, data, extra, message):
     result, outdir = _train(tmp_path, data, *extra)

@@ -11,6 +11,7 @@ import train
 from test_dataset_tool import load_all, run_tool
 from test_train_e2e import TINY_ARGS, make_dataset_zip, run_train
 from training import networks_stylegan2 as net
+from training import resume
 from training.snapshot import save_snapshot
 
 def _options(output):
@@ -45,7 +46,7 @@ def test_named_transfer_sources_are_sg2a_urls(name):
     url = train.RESUME_SPECS[name]
     assert url.startswith('https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/')
     res = int(''.join(ch for ch in name if ch.isdigit()))
-    assert f'res{res}' in url and train.resolve_resume(name, outdir='.') == url
+    assert f'res{res}' in url and resume.resolve_source(name, outdir='.') == url
 
 def test_named_source_resolves_through_the_cache_and_checks_the_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
@@ -57,7 +58,7 @@ def test_named_source_resolves_through_the_cache_and_checks_the_resolution(tmp_p
     data = make_dataset_zip(tmp_path / 'tiny.zip', num=4)  # 16x16.
     result = run_train(['--outdir', str(tmp_path / 'runs'), '--data', data, '--resume=ffhq256'] + TINY_ARGS)
     assert result.exit_code != 0
-    assert f'the network in {url} is 32x32, 3 channels, 0 labels, but --data is 16x16' in result.output
+    assert f'the network in {url} is 32x32, 3 channels, but --data is 16x16' in result.output
     data32 = make_dataset_zip(tmp_path / 'tiny32.zip', num=4, res=32)
     result = run_train(['--outdir', str(tmp_path / 'runs'), '--data', data32, '--resume=ffhq256', '-n'] + TINY_ARGS)
     assert result.exit_code == 0, result.output

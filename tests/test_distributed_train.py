@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from test_train_e2e import TINY_ARGS, make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
+from test_train_e2e import TINY_ARGS, final_snapshot, make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
 from training.snapshot import load_network_pkl
 
 # cifar: no path-length regularisation (its pl_mean is per-process state, as in StyleGAN2-ADA).
@@ -32,8 +32,8 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     result = run_train(['--outdir', one, '--data', data, '--gpus=1', '--batch-gpu=2'] + ARGS)
     assert result.exit_code == 0, result.output
 
-    a = load_network_pkl(os.path.join(only_run_dir(two), 'network-snapshot-000000.pkl'))
-    b = load_network_pkl(os.path.join(only_run_dir(one), 'network-snapshot-000000.pkl'))
+    a = load_network_pkl(final_snapshot(two))
+    b = load_network_pkl(final_snapshot(one))
     assert a['resume_state']['cur_nimg'] == b['resume_state']['cur_nimg'] == 16
     for name in ['G', 'D', 'G_ema']:
         pa, pb = dict(a[name].named_parameters()), dict(b[name].named_parameters())
@@ -54,8 +54,8 @@ def test_two_processes_with_kd(tmp_path, monkeypatch):
     result = run_train(['--outdir', two, '--data', data, '--gpus=2'] + ARGS + kd)
     assert result.exit_code == 0, result.output
     assert run_train(['--outdir', one, '--data', data, '--gpus=1', '--batch-gpu=2'] + ARGS + kd).exit_code == 0
-    a = load_network_pkl(os.path.join(only_run_dir(two), 'network-snapshot-000000.pkl'))['D']
-    b = load_network_pkl(os.path.join(only_run_dir(one), 'network-snapshot-000000.pkl'))['D']
+    a = load_network_pkl(final_snapshot(two))['D']
+    b = load_network_pkl(final_snapshot(one))['D']
     assert hasattr(a, 'kd_head')
     for (key, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6, msg=f'D.{key}')  # The KD head included.

@@ -27,11 +27,11 @@ def test_biggan_evaluates_every_4000_G_iterations(tmp_path):
     reals_per_G_iteration = c['batch_size'] * c['D_steps']
     assert c['network_snapshot_ticks'] * c['kimg_per_tick'] * 1000 / reals_per_G_iteration == 4000
 
-def _tiny_snapshot(path, res=32):
+def _tiny_snapshot(path, res=32, state=None):
     from training import networks_stylegan2 as net
     from training.snapshot import save_snapshot
     G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=res, img_channels=3, channel_base=64, channel_max=4)
-    save_snapshot(str(path), dict(G=G, G_ema=G))
+    save_snapshot(str(path), dict(G=G, G_ema=G, resume_state=state))
 
 def test_transfer_learning_uses_sg2a_resume_settings(tmp_path):
     bare = tmp_path / 'elsewhere' / 'source.pkl'
@@ -39,9 +39,15 @@ def test_transfer_learning_uses_sg2a_resume_settings(tmp_path):
     _tiny_snapshot(bare)
     c = _options(tmp_path, f'--resume={bare}')
     assert c['ada_kimg'] == 100 and c['ema_rampup'] is None  # StyleGAN2-ADA train.py for any --resume.
+    assert c['resume_mode'] == 'transfer'
+    # A run of ours with this command's options (its training_options.json) and a training state continues,
+    # with its own settings: the default ADA speed (no ada_kimg) and the preset's EMA ramp-up.
     run = tmp_path / 'runs' / '00000-old'
     run.mkdir(parents=True)
-    (run / 'training_options.json').write_text('{}')
-    _tiny_snapshot(run / 'network-snapshot-000000.pkl')
+    (run / 'training_options.json').write_text(json.dumps(_options(tmp_path)))
+    _tiny_snapshot(run / 'network-snapshot-000000.pkl', state=dict(cur_nimg=4))
     c = _options(tmp_path, f'--resume={run}')
-    assert 'ada_kimg' not in c and c['ema_rampup'] == 0.05  # Continuing our own run: its settings, exactly.
+    assert c['resume_mode'] == 'continue' and 'ada_kimg' not in c and c['ema_rampup'] == 0.05
+    # The same snapshot with other options is transfer learning.
+    c = _options(tmp_path, f'--resume={run}', '--gamma=3')
+    assert c['resume_mode'] == 'transfer' and c['ada_kimg'] == 100 and c['ema_rampup'] is None

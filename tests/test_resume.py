@@ -6,26 +6,36 @@ import pytest
 
 import torch
 
-from test_train_e2e import TINY_ARGS, make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
+from test_train_e2e import TINY_ARGS, final_snapshot, make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
 from training.snapshot import load_network_pkl
 
 # Batches of 2: 4 steps, then 4 more. ADA (p adjusted every 4 steps, its sign statistics carried
 # across the break), style mixing, lazy R1 and path-length regularisation (steps 0 and 4, with its
 # pl_mean state) are all on in the auto config. Snapshots (and grids) at tick 0 and at the end only.
-ARGS = TINY_ARGS + ['--batch=2', '--tick=0.004', '--snap=100', '--diffaugment=color,translation', '--gamma=1']
+# ADA target 0 and a quick D make p rise from 0 (3.2e-5 after 8 steps), so a lost or reset p shows.
+ARGS = TINY_ARGS + ['--batch=2', '--tick=0.004', '--snap=100', '--diffaugment=color,translation', '--gamma=1', '--target=0',
+    '--dlr=0.02']
 
 def _final(outdir):
-    return load_network_pkl(os.path.join(only_run_dir(outdir), 'network-snapshot-000000.pkl'))
+    return load_network_pkl(final_snapshot(outdir))
 
 def _assert_same(a, b):
+    """Networks equal to the last bit (a tolerance of 0.0), and the optimizer moments too when both have them."""
     for name in ['G', 'D', 'G_ema']:
         pa = dict(a[name].named_parameters())
         pb = dict(b[name].named_parameters())
         assert pa.keys() == pb.keys()
         for key in pa:
-            torch.testing.assert_close(pa[key], pb[key], rtol=1e-5, atol=1e-6, msg=f'{name}.{key}')
+            torch.testing.assert_close(pa[key], pb[key], rtol=0, atol=0, msg=f'{name}.{key}')
         for (key, ba), (_, bb) in zip(a[name].named_buffers(), b[name].named_buffers()):
-            torch.testing.assert_close(ba, bb, rtol=1e-5, atol=1e-6, msg=f'{name}.{key}')
+            torch.testing.assert_close(ba, bb, rtol=0, atol=0, msg=f'{name}.{key}')
+    if a.get('resume_state') and b.get('resume_state'):
+        for opt in ['G_opt', 'D_opt']:
+            sa, sb = a['resume_state'][opt]['state'], b['resume_state'][opt]['state']
+            assert sa.keys() == sb.keys()
+            for idx in sa:
+                for key in ['exp_avg', 'exp_avg_sq']:
+                    torch.testing.assert_close(sa[idx][key], sb[idx][key], rtol=0, atol=0, msg=f'{opt}[{idx}].{key}')
 
 def test_resume_is_exact(tmp_path):
     data = make_dataset_zip(tmp_path / 'tiny.zip', num=6)
@@ -41,8 +51,8 @@ def test_resume_is_exact(tmp_path):
     assert a['resume_state']['cur_nimg'] == b['resume_state']['cur_nimg'] == 16
     assert a['resume_state']['batch_idx'] == 8
     _assert_same(a, b)
-    torch.testing.assert_close(float(a['augment_pipe'].p), float(b['augment_pipe'].p))
-    torch.testing.assert_close(a['resume_state']['loss']['pl_mean'], b['resume_state']['loss']['pl_mean'])
+    assert float(a['augment_pipe'].p) == float(b['augment_pipe'].p) > 0  # ADA moved p (from 0) in both.
+    torch.testing.assert_close(a['resume_state']['loss']['pl_mean'], b['resume_state']['loss']['pl_mean'], rtol=0, atol=0)
 
     # And the run that stopped at N differs, so the comparison above is not vacuous.
     early = _final(first)

@@ -4,15 +4,13 @@ snapshot written mid-run, and transfer learning from a pickle without a training
 import json
 import os
 import pickle
-import shutil
 
 import pytest
 import torch
 
 from test_resume import ARGS, _assert_same, _final
 from test_train_e2e import make_dataset_zip, one_thread, only_run_dir, run_train  # noqa: F401 (fixture)
-from training import training_loop
-from training.snapshot import load_network_pkl
+from training.run_dir import list_snapshots
 
 pytestmark = pytest.mark.filterwarnings('ignore:.*RANDOM weights')
 
@@ -47,32 +45,22 @@ def test_resume_latest_continues_the_newest_run(tmp_path):
     assert result.exit_code == 0, result.output
     run_dir = os.path.join(runs, sorted(os.listdir(runs))[-1])
     log = open(os.path.join(run_dir, 'log.txt')).read()
-    assert f'Resuming from "{os.path.join(runs, newest)}' in log and 'Continuing at 0.008 kimg' in log
+    assert f'Continuing the run of "{os.path.join(runs, newest)}' in log and 'Continuing at 0.008 kimg' in log
 
-def test_resume_from_a_snapshot_written_mid_run(tmp_path, monkeypatch):
-    # Keep every snapshot of a 2N run (the tiny runs name them all 000000), resume from the one at N.
-    kept = []
-    original = training_loop.save_snapshot
-    def keep(path, data):
-        original(path, data)
-        kept.append(shutil.copy(path, f'{path}.{data["resume_state"]["cur_nimg"]}'))
-    monkeypatch.setattr(training_loop, 'save_snapshot', keep)
+def test_resume_from_a_snapshot_written_mid_run(tmp_path):
+    # Snapshots below 1 kimg have names of their own now: resume from the one at N of a 2N run.
     data = make_dataset_zip(tmp_path / 'tiny.zip', num=6)
     args = [a for a in ARGS if not a.startswith('--snap')] + ['--snap=2']
     straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
     assert run_train(['--outdir', straight, '--data', data, '--kimg=0.016'] + args).exit_code == 0
-    assert [k.rsplit('.', 1)[1] for k in kept] == ['2', '10', '16']  # Ticks of 2 steps after a 1-step tick 0.
-    mid = [kept[1]]  # Written mid-run, at 10 of 16 images.
-    mid_pkl = os.path.join(tmp_path, 'mid.pkl')
-    shutil.copy(mid[0], mid_pkl)  # Outside a run directory: the state inside the pickle is all it needs.
-    os.makedirs(tmp_path / 'midrun')
-    shutil.copy(mid_pkl, tmp_path / 'midrun' / 'network-snapshot-000000.pkl')
-    shutil.copy(os.path.join(only_run_dir(straight), 'training_options.json'), tmp_path / 'midrun')
-    result = run_train(['--outdir', resumed, '--data', data, '--kimg=0.016', '--resume',
-        str(tmp_path / 'midrun' / 'network-snapshot-000000.pkl')] + args)
+    names = [os.path.basename(p) for p in list_snapshots(only_run_dir(straight))]
+    # Ticks of 2 steps after a 1-step tick 0: snapshots at 2, 10 and 16 images.
+    assert names == ['network-snapshot-000000.pkl', 'network-snapshot-000000.010.pkl', 'network-snapshot-000000.016.pkl']
+    mid = os.path.join(only_run_dir(straight), names[1])
+    result = run_train(['--outdir', resumed, '--data', data, '--kimg=0.016', '--resume', mid] + args)
     assert result.exit_code == 0, result.output
     assert 'Continuing at 0.01 kimg' in open(os.path.join(only_run_dir(resumed), 'log.txt')).read()
-    _assert_same(_final(resumed), load_network_pkl(kept[-1]))
+    _assert_same(_final(resumed), _final(straight))
 
 def test_transfer_learning_from_a_pickle_without_state(tmp_path):
     data = make_dataset_zip(tmp_path / 'tiny.zip', num=6)
@@ -89,9 +77,11 @@ def test_transfer_learning_from_a_pickle_without_state(tmp_path):
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(outdir)
     log = open(os.path.join(run_dir, 'log.txt')).read()
-    assert 'no training state: resuming the weights only' in log and 'Continuing at' not in log
+    assert f'Resume: transfer learning (weights only, progress from 0) from {bare} (not in a run directory' in log
+    assert 'Continuing at' not in log and 'Transfer: ' not in log  # Every tensor matched.
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
     assert options['ada_kimg'] == 100 and options['ema_rampup'] is None
+    assert options['resume_mode'] == 'transfer' and options['resume_pkl'] == bare
     out = _final(outdir)
     assert out['resume_state']['cur_nimg'] == 4  # Progress starts at 0.
     for (name, p), (_, q) in zip(out['G'].named_parameters(), snap['G'].named_parameters()):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import train
 from training import loss as loss_module
+from training.run_dir import latest_snapshot, list_snapshots
 from training.snapshot import load_network_pkl
 
 #----------------------------------------------------------------------------
@@ -55,6 +56,10 @@ def only_run_dir(outdir):
     assert len(dirs) >= 1, f'no run directory in {outdir}'
     return dirs[-1]
 
+def final_snapshot(outdir):
+    """The snapshot with the most training progress in the newest run directory of outdir."""
+    return latest_snapshot(only_run_dir(outdir))
+
 #----------------------------------------------------------------------------
 
 def test_train_produces_run_dir(tmp_path):
@@ -65,7 +70,8 @@ def test_train_produces_run_dir(tmp_path):
     run_dir = only_run_dir(outdir)
     assert os.path.basename(run_dir).startswith('00000-tiny-auto-kimg0.016-batch4-ada-da-translation-cutout')
     for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png', 'fakes000000.png',
-                 'network-snapshot-000000.pkl']:
+                 'fakes000000.012.png', 'fakes000000.016.png', 'network-snapshot-000000.pkl', 'network-snapshot-000000.012.pkl',
+                 'network-snapshot-000000.016.pkl', 'provenance.json']:
         assert os.path.isfile(os.path.join(run_dir, name)), name
 
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
@@ -88,7 +94,7 @@ def test_train_produces_run_dir(tmp_path):
     reals = PIL.Image.open(os.path.join(run_dir, 'reals.png'))
     assert reals.size == (8 * 16, 8 * 16)  # CPU grids are capped at 8x8.
 
-    data = load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    data = load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.016.pkl'))  # The final one.
     G = data['G_ema']
     assert not any(p.requires_grad for p in G.parameters())
     with torch.no_grad():
@@ -132,7 +138,7 @@ def test_invalid_options(tmp_path, extra, message):
 
 def test_nonfinite_gradients_stop_the_run(tmp_path, monkeypatch):
     # A NaN gain makes every gradient NaN: the run must stop after a few steps with a clear
-    # message, keeping the (finite) snapshot of tick 0.
+    # message, keeping the (finite) snapshots of ticks 0 and 1.
     original = loss_module.StyleGAN2Loss.accumulate_gradients
     def nan_gain(self, **kwargs):
         return original(self, **dict(kwargs, gain=float('nan')))
@@ -142,10 +148,12 @@ def test_nonfinite_gradients_stop_the_run(tmp_path, monkeypatch):
     result = CliRunner().invoke(train.main, ['--outdir', outdir, '--data', data, '--kimg=0.1'] + TINY_ARGS)
     assert result.exit_code == 1, result.output
     assert 'NaN or inf for 4 consecutive steps' in result.output
-    pkls = glob.glob(os.path.join(only_run_dir(outdir), 'network-snapshot-*.pkl'))
-    assert len(pkls) == 1
-    G = load_network_pkl(pkls[0])['G']
-    assert all(torch.isfinite(p).all() for p in G.parameters())
+    pkls = list_snapshots(only_run_dir(outdir))
+    assert [os.path.basename(p) for p in pkls] == ['network-snapshot-000000.pkl', 'network-snapshot-000000.012.pkl']
+    assert f'the last good snapshot is {pkls[-1]}' in result.output
+    for pkl in pkls:  # Sanitised gradients: the weights on disk stay finite.
+        G = load_network_pkl(pkl)['G']
+        assert all(torch.isfinite(p).all() for p in G.parameters())
 
 @pytest.mark.filterwarnings('ignore:.*RANDOM weights')
 def test_train_with_kd_on_conditional_data(tmp_path):

@@ -206,6 +206,26 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
                              f'{tuple(src_tensors[name].shape)} vs {tuple(tensor.shape)}')
         tensor.copy_(src_tensors[name].detach())
 
+@torch.no_grad()
+def copy_matching_params_and_buffers(src_module, dst_module):
+    """Copy the tensors that match by name and shape; return (those of dst left as they were, each with
+    why, and the names of src's tensors that were not used), for transfer learning between networks
+    that differ in part (a KD head added or removed, another label embedding)."""
+    src_tensors = dict(named_params_and_buffers(src_module))
+    dst_names = set()
+    left = []
+    for name, tensor in named_params_and_buffers(dst_module):
+        dst_names.add(name)
+        src = src_tensors.get(name)
+        if src is None:
+            left.append(f'{name} (not in the source)')
+        elif src.shape != tensor.shape:
+            left.append(f'{name} (shape {list(tensor.shape)}, source {list(src.shape)})')
+        else:
+            tensor.copy_(src.detach())
+    unused = [name for name in src_tensors if name not in dst_names]
+    return left, unused
+
 #----------------------------------------------------------------------------
 # DDP helpers.
 

@@ -2,7 +2,9 @@
 group started by torchrun (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 
 In a multi-process run every rank starts a PeerWatchdog (torch_utils/distributed.py): a lost rank
-ends the whole run within peer_timeout seconds with one line that names it."""
+ends the whole run within peer_timeout seconds with one line that names it. Every process stops
+cleanly on SIGTERM, SIGINT or SIGUSR1 (training/preempt.py): after a snapshot, with status
+preempt.EXIT_PREEMPTED."""
 
 import copy
 import os
@@ -15,6 +17,8 @@ import dnnlib
 from torch_utils import distributed
 from torch_utils import misc
 from torch_utils import training_stats
+from training import preempt
+from training import run_dir as run_names
 from training import training_loop
 
 DEFAULT_LAUNCH = dict(peer_timeout=30.0, heartbeat_interval=1.0, pg_timeout=600)
@@ -42,8 +46,10 @@ def _start_watchdog(c, rank):
     return distributed.PeerWatchdog(distributed.default_store(), rank=rank, world_size=c.num_gpus,
         timeout=opts['peer_timeout'], interval=opts['heartbeat_interval'], advice=_resume_advice(c)).start()
 
-def _loop_kwargs(c, device):
-    return dict({key: value for key, value in c.items() if key != 'launch_kwargs'}, device=device)
+RECORDS = ('launch_kwargs', 'data_fingerprint')  # Options for the launcher, or kept for the record only.
+
+def _loop_kwargs(c, device, stop_request):
+    return dict({key: value for key, value in c.items() if key not in RECORDS}, device=device, stop_request=stop_request)
 
 #----------------------------------------------------------------------------
 
@@ -52,45 +58,78 @@ def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
     local_rank = rank if local_rank is None else local_rank
     device = process_device(c, local_rank)
     opts = _launch_opts(c)
-    with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
-        if c.num_gpus == 1:
-            training_loop.training_loop(rank=rank, **_loop_kwargs(c, device))
-            return
-        if device.type == 'cuda':
-            torch.cuda.set_device(device)
-        else:  # CPU processes of one machine share its cores.
-            local = int(os.environ.get('LOCAL_WORLD_SIZE', c.num_gpus)) if group_ready else c.num_gpus
-            print(f'Process {rank}: {misc.share_cpu_threads(local)} CPU threads ({local} processes on this machine)')
-        if not group_ready:
-            init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-            distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device,
-                init_method=f'file://{init_file}', timeout=opts['pg_timeout'])
-        watchdog = _start_watchdog(c, rank)
-        training_stats.init_multiprocessing(rank=rank, sync_device=device)
-        try:
-            training_loop.training_loop(rank=rank, **_loop_kwargs(c, device))
-        except (training_loop.TrainingDiverged, KeyboardInterrupt):
-            watchdog.stop()
-            raise
-        except Exception as err:
-            message = watchdog.explain()
-            if message is not None:
-                distributed.report(rank, message)  # Inside the Logger: the line lands in log.txt too.
-                raise distributed.PeerLost(message) from None
-            watchdog.announce_failure(err)
-            raise
-        torch.distributed.barrier()  # Every rank is done before any watchdog stops watching.
+    stop_request = preempt.StopRequest(name=f'train.py (rank {rank})').install()
+    try:
+        with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt') if rank == 0 else None, file_mode='a', should_flush=True):
+            _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_request)
+    finally:
+        stop_request.uninstall()
+
+def _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_request):
+    if c.num_gpus == 1:
+        training_loop.training_loop(rank=rank, **_loop_kwargs(c, device, stop_request))
+        return
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    else:  # CPU processes of one machine share its cores.
+        local = int(os.environ.get('LOCAL_WORLD_SIZE', c.num_gpus)) if group_ready else c.num_gpus
+        print(f'Process {rank}: {misc.share_cpu_threads(local)} CPU threads ({local} processes on this machine)')
+    if not group_ready:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device,
+            init_method=f'file://{init_file}', timeout=opts['pg_timeout'])
+    watchdog = _start_watchdog(c, rank)
+    training_stats.init_multiprocessing(rank=rank, sync_device=device)
+    try:
+        training_loop.training_loop(rank=rank, **_loop_kwargs(c, device, stop_request))
+    except preempt.Preempted:
+        torch.distributed.barrier()  # Rank 0 has written the snapshot before any process exits.
         watchdog.stop()
+        raise
+    except (training_loop.TrainingDiverged, KeyboardInterrupt):
+        watchdog.stop()
+        raise
+    except Exception as err:
+        message = watchdog.explain()
+        if message is not None:
+            distributed.report(rank, message)  # Inside the Logger: the line lands in log.txt too.
+            raise distributed.PeerLost(message) from None
+        watchdog.announce_failure(err)
+        raise
+    torch.distributed.barrier()  # Every rank is done before any watchdog stops watching.
+    watchdog.stop()
 
 def _spawned(rank, c, temp_dir):
     try:
         subprocess_fn(rank, c, temp_dir)
     except distributed.PeerLost:
         sys.exit(1)  # Already reported.
+    except preempt.Preempted:
+        sys.exit(preempt.EXIT_PREEMPTED)  # Rank 0 said where the snapshot is.
+
+def _spawn(c, temp_dir):
+    """--gpus=N on one machine: N child processes; this parent forwards a stop signal to them once."""
+    context = torch.multiprocessing.start_processes(_spawned, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus,
+        join=False, start_method='spawn')
+    stop_request = preempt.StopRequest(forward_to=[process.pid for process in context.processes], name='train.py').install()
+    try:
+        while not context.join():
+            pass
+    except torch.multiprocessing.ProcessExitedException as err:
+        if err.exit_code == preempt.EXIT_PREEMPTED:
+            snapshot = run_names.latest_snapshot(c.run_dir)
+            raise preempt.Preempted(f'Stopped by {stop_request.signal_name or "a signal"}; the training state is in '
+                f'{snapshot}. Rerun the same command with --resume=auto (or --resume={snapshot}) to continue exactly.') from None
+        how = f'was killed by {err.signal_name}' if err.signal_name else f'exited with status {err.exit_code}'
+        raise distributed.PeerLost(f'training process {err.error_index} of {c.num_gpus} {how}; the others were stopped. '
+            f'{_resume_advice(c)}') from None
+    finally:
+        stop_request.uninstall()
 
 def launch(c, torchrun=None):
     """Run training as configured by the options dict c. A lost process raises PeerLost (spawned
-    processes) or ends this rank with its one-line message and status 1 (torchrun)."""
+    processes) or ends this rank with its one-line message and status 1 (torchrun); a stop signal
+    raises preempt.Preempted after the snapshot is written."""
     if torchrun is not None:
         # Multi-node: join the launcher's group; rank 0 tells the others where the run lives.
         rank, _world_size, local_rank = torchrun
@@ -112,11 +151,6 @@ def launch(c, torchrun=None):
     else:
         print('Launching processes...')
         with tempfile.TemporaryDirectory() as temp_dir:
-            try:
-                torch.multiprocessing.spawn(fn=_spawned, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus)
-            except torch.multiprocessing.ProcessExitedException as err:
-                how = f'was killed by {err.signal_name}' if err.signal_name else f'exited with status {err.exit_code}'
-                raise distributed.PeerLost(f'training process {err.error_index} of {c.num_gpus} {how}; the others were stopped. '
-                    f'{_resume_advice(c)}') from None
+            _spawn(c, temp_dir)
 
 #----------------------------------------------------------------------------

@@ -18,6 +18,9 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training import preempt
+from training import run_dir as run_names
+from training.retention import SnapshotKeeper
 from training.snapshot import load_network_pkl, save_snapshot
 
 #----------------------------------------------------------------------------
@@ -161,6 +164,97 @@ def _set_rng_states(states, device, cuda=torch.cuda):
     if device.type == 'cuda' and 'cuda' in states:
         cuda.set_rng_state(states['cuda'], device)
 
+def _fold_ada_stats(ada_stats, ada_carry):
+    """Add the D(real) signs collected since the last call to the carried [count, sum]."""
+    ada_stats.update()
+    num = ada_stats.num('Loss/signs/real')
+    if num == 0:
+        return ada_carry
+    return [ada_carry[0] + num, ada_carry[1] + num * ada_stats.mean('Loss/signs/real')]
+
+def _tick_line(cur_tick, cur_nimg, start_time, tick_start_time, tick_end_time, tick_timing_nimg, total_kimg, maintenance_time,
+        device, augment_pipe):
+    """Report the tick's progress, timing and resources to training_stats; return the line to print."""
+    fields = []
+    fields += [f"tick {training_stats.report0('Progress/tick', cur_tick):<5d}"]
+    fields += [f"kimg {training_stats.report0('Progress/kimg', cur_nimg / 1e3):<8.3f}"]
+    fields += [f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
+    fields += [f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_end_time - tick_start_time):<7.1f}"]
+    sec_per_kimg = (tick_end_time - tick_start_time) / max(cur_nimg - tick_timing_nimg, 1) * 1e3
+    fields += [f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}"]
+    fields += [f"ETA {dnnlib.util.format_time(max(total_kimg - cur_nimg / 1e3, 0) * sec_per_kimg):<12s}"]
+    fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
+    fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', psutil.Process(os.getpid()).memory_info().rss / 2**30):<6.2f}"]
+    peak_gpu_mem = accel.peak_memory_gb(device)
+    if peak_gpu_mem is not None:
+        fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', peak_gpu_mem):<6.2f}"]
+    fields += [f"augment {training_stats.report0('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0):.3f}"]
+    training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
+    training_stats.report0('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
+    return ' '.join(fields)
+
+def _gather_loss_states(loss, num_gpus):
+    """Every process's loss state (pl_mean is kept per process, as in StyleGAN2-ADA), so that a run of N
+    processes continues exactly; None for one process. A collective: call it on every rank."""
+    if num_gpus == 1:
+        return None
+    states = [None] * num_gpus
+    torch.distributed.all_gather_object(states, _to_cpu(loss.state_dict()))
+    return states
+
+def _snapshot_data(modules, num_gpus, training_set_kwargs, resume_state):
+    """The pickle's contents: CPU copies of the networks (checked equal across processes) and the state."""
+    data = dict(training_set_kwargs=dict(training_set_kwargs))
+    for name, module in modules.items():
+        if module is not None:
+            if num_gpus > 1:
+                misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
+            module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        data[name] = module
+    data['resume_state'] = resume_state
+    return data
+
+def _evaluate_metrics(metrics, G_ema, snapshot_pkl, cur_nimg, keeper, dataset_kwargs, num_gpus, rank, device, detector_dir,
+        run_dir, log):
+    """Every metric of a snapshot (every rank computes its share, rank 0 writes); the first one picks the best."""
+    from metrics import metric_main  # Imported only when used: it pulls in the detectors' stack.
+    log('Evaluating metrics...')
+    results = dict()
+    for idx, metric in enumerate(metrics):
+        result_dict = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus,
+            rank=rank, device=device, detector_dir=detector_dir)
+        if rank == 0:
+            metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+            if idx == 0:
+                keeper.scored(snapshot_pkl, metric, result_dict['results'], cur_nimg)
+        results.update(result_dict['results'])
+    return results
+
+def _resume_networks(resume_pkl, resume_mode, modules, log):
+    """Load the networks of the --resume snapshot into `modules`; returns its training state when the run
+    continues, None for transfer learning (weights that match by name and shape, listed when some do not)."""
+    data = load_network_pkl(resume_pkl)
+    if resume_mode == 'continue':
+        if data['resume_state'] is None:
+            raise ValueError(f'{resume_pkl}: the snapshot holds no training state to continue from')
+        for name, module in modules.items():
+            misc.copy_params_and_buffers(data[name], module, require_all=True)
+        log(f'Continuing the run of "{resume_pkl}".')
+        return data['resume_state']
+    left, unused = [], []
+    for name, module in modules.items():
+        if data[name] is None:
+            left.append(f'{name} (not in the pickle)')
+            continue
+        module_left, module_unused = misc.copy_matching_params_and_buffers(data[name], module)
+        left += [f'{name}.{entry}' for entry in module_left]
+        unused += [f'{name}.{entry}' for entry in module_unused]
+    log(f'Transfer learning from "{resume_pkl}": the weights that match by name and shape; progress starts at 0.')
+    if left or unused:
+        log(f'Transfer: {len(left)} tensors left at their initialisation: {", ".join(left) or "none"}; '
+            f'{len(unused)} tensors of the pickle unused: {", ".join(unused) or "none"}.')
+    return None
+
 #----------------------------------------------------------------------------
 
 def training_loop(
@@ -197,13 +291,13 @@ def training_loop(
     image_snapshot_ticks    = 50,       # Ticks between image grids; None = none.
     network_snapshot_ticks  = 50,       # Ticks between network snapshots; None = none.
     resume_pkl              = None,     # Network pickle to resume from (path or URL).
+    resume_mode             = 'transfer', # 'continue': weights and training state; 'transfer': matching weights only.
+    snapshot_keep           = None,     # Keep the newest N network snapshots (and the best); None = all.
     write_weights           = False,    # Also write a weights-only file (training/weights.py) beside each snapshot.
-    resume_state            = True,     # Also restore optimizers, progress, ADA p and RNG when the pickle has them.
     cudnn_benchmark         = True,     # torch.backends.cudnn.benchmark.
     allow_tf32              = False,    # TF32 for matmul and convolutions.
     device                  = None,     # Device of this process; None = CUDA when available.
-    abort_fn                = None,     # Callback returning True to stop at the next tick.
-    progress_fn             = None,     # Callback receiving (cur_kimg, total_kimg) each tick.
+    stop_request            = None,     # preempt.StopRequest of this process: a signal stops after the current step.
 ):
     start_time = time.time()
     device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -261,17 +355,7 @@ def training_loop(
     # Resume.
     state = None
     if resume_pkl is not None:
-        log(f'Resuming from "{resume_pkl}"')
-        resume_data = load_network_pkl(resume_pkl)
-        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            if resume_data[name] is not None:
-                misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
-        if resume_state and resume_data['resume_state'] is not None:
-            state = resume_data['resume_state']
-        else:
-            log('The pickle has no training state: resuming the weights only, progress starts at 0.')
-            ema_rampup = None  # G_ema is already trained; a ramp-up from 0 images would wash it out.
-        del resume_data
+        state = _resume_networks(resume_pkl, resume_mode, dict(G=G, D=D, G_ema=G_ema), log)
 
     # Summaries.
     if rank == 0:
@@ -326,15 +410,19 @@ def training_loop(
             opt.load_state_dict(state[f'{name}_opt'])
         cur_nimg, cur_tick, batch_idx, sampler_pos = state['cur_nimg'], state['cur_tick'], state['batch_idx'], state['sampler_pos']
         ada_carry = list(state['ada_carry'])
-        loss.load_state_dict(state['loss'])
+        per_rank = state.get('loss_per_rank')  # Each process its own pl_mean, when the process count is the same.
+        loss.load_state_dict(per_rank[rank] if per_rank is not None and len(per_rank) == num_gpus else state['loss'])
         if augment_pipe is not None and state['augment_p'] is not None:
             augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
         _set_rng_states(state['rng'], device)
         log(f'Continuing at {cur_nimg / 1000:g} kimg, tick {cur_tick}, step {batch_idx}.')
+    tick_start_nimg = state.get('tick_start_nimg', cur_nimg) if state is not None else 0  # Mid-tick after a signal.
 
     # Data.
     sampler = GlobalBatchSampler(training_set, batch_size=batch_size, rank=rank, num_gpus=num_gpus, seed=random_seed, start=sampler_pos)
-    training_set_iterator = iter(torch.utils.data.DataLoader(dataset=training_set, batch_sampler=sampler, **data_loader_kwargs))
+    worker_init = dict(worker_init_fn=preempt.ignore_in_worker) if data_loader_kwargs.get('num_workers', 0) > 0 else {}
+    training_set_iterator = iter(torch.utils.data.DataLoader(dataset=training_set, batch_sampler=sampler, **data_loader_kwargs,
+        **worker_init))
 
     # Image grids.
     grid_size = grid_z = grid_c = None
@@ -364,13 +452,13 @@ def training_loop(
     # Train.
     log(f'Training for {total_kimg} kimg...')
     log()
-    tick_start_nimg = cur_nimg
+    tick_timing_nimg = cur_nimg  # Where this process's timing of the tick starts (a resumed tick starts mid-way).
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     nonfinite_steps = 0
     last_snapshot = None
-    if progress_fn is not None:
-        progress_fn(cur_nimg // 1000, total_kimg)
+    snapshot_names, grid_names = set(), set()
+    keeper = SnapshotKeeper(run_dir, keep=snapshot_keep, log=log)
 
     while True:
         # Fetch reals; latents and labels for fakes are drawn per chunk from the chunk's seed.
@@ -441,93 +529,68 @@ def training_loop(
 
         # ADA: adjust p from the signs of D on reals over the last ada_interval steps.
         if ada_stats is not None and batch_idx % ada_interval == 0:
-            ada_stats.update()
-            num = ada_carry[0] + ada_stats.num('Loss/signs/real')
-            total = ada_carry[1] + (ada_stats.num('Loss/signs/real') * ada_stats.mean('Loss/signs/real') if ada_stats.num('Loss/signs/real') > 0 else 0.0)
+            num, total = _fold_ada_stats(ada_stats, ada_carry)
             if num > 0:
                 new_p = ada_adjust(float(augment_pipe.p), total / num, ada_target, step_nimg * ada_interval, ada_kimg)
                 augment_pipe.p.copy_(torch.as_tensor(new_p))
             ada_carry = [0, 0.0]
 
+        # A signal on any process: every process stops after this same step.
+        stopping = stop_request is not None and preempt.agree(stop_request.requested, num_gpus, device)
+
         # Continue until the end of the tick; the first tick is a single step.
         done = (cur_nimg >= total_kimg * 1000)
-        if (not done) and (cur_tick != 0) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
+        stopping = stopping and not done  # The end of the run comes first.
+        tick_end = done or cur_tick == 0 or cur_nimg >= tick_start_nimg + kimg_per_tick * 1000
+        if not (tick_end or stopping):
             continue
-
-        # Tick summary.
-        tick_end_time = time.time()
-        fields = []
-        fields += [f"tick {training_stats.report0('Progress/tick', cur_tick):<5d}"]
-        fields += [f"kimg {training_stats.report0('Progress/kimg', cur_nimg / 1e3):<8.3f}"]
-        fields += [f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
-        fields += [f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_end_time - tick_start_time):<7.1f}"]
-        sec_per_kimg = (tick_end_time - tick_start_time) / (cur_nimg - tick_start_nimg) * 1e3
-        fields += [f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}"]
-        fields += [f"ETA {dnnlib.util.format_time(max(total_kimg - cur_nimg / 1e3, 0) * sec_per_kimg):<12s}"]
-        fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
-        fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', psutil.Process(os.getpid()).memory_info().rss / 2**30):<6.2f}"]
-        peak_gpu_mem = accel.peak_memory_gb(device)
-        if peak_gpu_mem is not None:
-            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', peak_gpu_mem):<6.2f}"]
-        fields += [f"augment {training_stats.report0('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0):.3f}"]
-        training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
-        training_stats.report0('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
-        log(' '.join(fields))
-
-        # Stop when asked to.
-        if (not done) and (abort_fn is not None) and abort_fn():
-            done = True
-            log()
-            log('Aborting...')
+        if tick_end:
+            tick_end_time = time.time()
+            log(_tick_line(cur_tick, cur_nimg, start_time, tick_start_time, tick_end_time, tick_timing_nimg, total_kimg,
+                maintenance_time, device, augment_pipe))
 
         # ADA statistics of the unfinished interval are carried in the state, so a resume continues them.
         if ada_stats is not None:
-            ada_stats.update()
-            if ada_stats.num('Loss/signs/real') > 0:
-                ada_carry = [ada_carry[0] + ada_stats.num('Loss/signs/real'),
-                    ada_carry[1] + ada_stats.num('Loss/signs/real') * ada_stats.mean('Loss/signs/real')]
+            ada_carry = _fold_ada_stats(ada_stats, ada_carry)
 
         # Image grid.
-        if (rank == 0) and (image_snapshot_ticks is not None) and (done or cur_tick % image_snapshot_ticks == 0):
-            save_image_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'),
-                drange=[-1, 1], grid_size=grid_size)
+        if (rank == 0) and (image_snapshot_ticks is not None) and tick_end and (done or cur_tick % image_snapshot_ticks == 0):
+            grid_name = run_names.progress_name('fakes', '.png', cur_nimg, taken=grid_names)
+            grid_names.add(grid_name)
+            save_image_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, grid_name), drange=[-1, 1], grid_size=grid_size)
 
-        # Network snapshot with everything an exact resume needs.
+        # Network snapshot with everything an exact resume needs; a signal writes one mid-tick too.
         snapshot_pkl = None
         snapshot_data = None
-        if (network_snapshot_ticks is not None) and (done or cur_tick % network_snapshot_ticks == 0):
-            snapshot_data = dict(training_set_kwargs=dict(training_set_kwargs))
-            for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
-                if module is not None:
-                    if num_gpus > 1:
-                        misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
-                    module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-                snapshot_data[name] = module
-            snapshot_data['resume_state'] = dict(
-                G_opt=_to_cpu(optimizers['G'].state_dict()), D_opt=_to_cpu(optimizers['D'].state_dict()),
-                cur_nimg=cur_nimg, cur_tick=cur_tick + 1, batch_idx=batch_idx, sampler_pos=sampler_pos,
-                augment_p=float(augment_pipe.p) if augment_pipe is not None else None, ada_carry=list(ada_carry),
-                loss=loss.state_dict(), rng=_rng_states(device))
-            snapshot_pkl = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
+        if stopping or ((network_snapshot_ticks is not None) and tick_end and (done or cur_tick % network_snapshot_ticks == 0)):
+            next_tick, next_tick_start = (cur_tick + 1, cur_nimg) if tick_end else (cur_tick, tick_start_nimg)
+            snapshot_data = _snapshot_data(dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe), num_gpus, training_set_kwargs,
+                resume_state=dict(G_opt=_to_cpu(optimizers['G'].state_dict()), D_opt=_to_cpu(optimizers['D'].state_dict()),
+                cur_nimg=cur_nimg, cur_tick=next_tick, tick_start_nimg=next_tick_start, batch_idx=batch_idx,
+                sampler_pos=sampler_pos, augment_p=float(augment_pipe.p) if augment_pipe is not None else None,
+                ada_carry=list(ada_carry), loss=loss.state_dict(), loss_per_rank=_gather_loss_states(loss, num_gpus),
+                rng=_rng_states(device)))
+            snapshot_pkl = os.path.join(run_dir, run_names.snapshot_name(cur_nimg, taken=snapshot_names))
+            snapshot_names.add(os.path.basename(snapshot_pkl))
             if rank == 0:
                 save_snapshot(snapshot_pkl, snapshot_data)
                 if write_weights:
                     from training.weights import save_weights, weights_path
                     save_weights(weights_path(snapshot_pkl), snapshot_data)  # Beside it: a file that runs no code.
-                last_snapshot = snapshot_pkl
+                keeper.written(snapshot_pkl)
+            last_snapshot = snapshot_pkl
 
-        # Metrics: every rank computes its share; rank 0 writes.
-        if (snapshot_data is not None) and (len(metrics) > 0):
-            from metrics import metric_main  # Imported only when used: it pulls in the detectors' stack.
-            log('Evaluating metrics...')
-            metric_dataset_kwargs = dict(training_set_kwargs) if metric_data is None else dict(training_set_kwargs, path=metric_data)
-            for metric in metrics:
-                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'], dataset_kwargs=metric_dataset_kwargs,
-                    num_gpus=num_gpus, rank=rank, device=device, detector_dir=detector_dir)
-                if rank == 0:
-                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
-                stats_metrics.update(result_dict['results'])
+        # Metrics: every rank computes its share; rank 0 writes. Skipped when stopping: time may be short.
+        if (snapshot_data is not None) and (len(metrics) > 0) and stopping:
+            log('Metrics skipped: stopping on a signal (calc_metrics.py can evaluate the snapshot later).')
+        elif (snapshot_data is not None) and (len(metrics) > 0):
+            stats_metrics.update(_evaluate_metrics(metrics, snapshot_data['G_ema'], snapshot_pkl, cur_nimg, keeper,
+                dict(training_set_kwargs) if metric_data is None else dict(training_set_kwargs, path=metric_data),
+                num_gpus=num_gpus, rank=rank, device=device, detector_dir=detector_dir, run_dir=run_dir, log=log))
         del snapshot_data
+
+        if stopping:
+            break
 
         # Collect statistics.
         for phase in phases:
@@ -552,12 +615,10 @@ def training_loop(
             for name, value in stats_metrics.items():
                 stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
             stats_tfevents.flush()
-        if progress_fn is not None:
-            progress_fn(cur_nimg // 1000, total_kimg)
 
         # Next tick.
         cur_tick += 1
-        tick_start_nimg = cur_nimg
+        tick_start_nimg = tick_timing_nimg = cur_nimg
         tick_start_time = time.time()
         maintenance_time = tick_start_time - tick_end_time
         if done:
@@ -567,6 +628,13 @@ def training_loop(
         stats_jsonl.close()
     if stats_tfevents is not None:
         stats_tfevents.close()
+    if stopping:
+        message = (f'Stopped by {stop_request.signal_name or "a signal to another process"} at {cur_nimg / 1000:g} kimg, '
+            f'tick {cur_tick}; the training state is in {last_snapshot}. Rerun the same command with --resume=auto '
+            f'(or --resume={last_snapshot}) to continue exactly.')
+        log()
+        log(message)
+        raise preempt.Preempted(message)
     log()
     log('Exiting...')
 
