@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from torch_utils import accel
-from training import training_loop
+from training import image_grid
 
 CUDA0 = torch.device('cuda', 0)  # Only its type and index are read.
 
@@ -49,7 +49,7 @@ def test_peak_memory_reads_and_resets_on_cuda_only():
 
 def test_backend_and_grid_size_choices():
     assert accel.dist_backend(CUDA0) == 'nccl' and accel.dist_backend('cpu') == 'gloo'
-    assert training_loop.grid_max_size(CUDA0) == 32 and training_loop.grid_max_size('cpu') == 8
+    assert image_grid.grid_max_size(CUDA0) == 32 and image_grid.grid_max_size('cpu') == 8
 
 
 class _Dataset:
@@ -65,7 +65,7 @@ class _Dataset:
 
 def test_cuda_sized_image_grid_on_cpu():
     # The grid CUDA runs export (up to 32x32 images), one class per row.
-    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(_Dataset(), 0, max_size=training_loop.grid_max_size(CUDA0))
+    (gw, gh), images, labels = image_grid.setup_snapshot_image_grid(_Dataset(), 0, max_size=image_grid.grid_max_size(CUDA0))
     assert (gw, gh) == (32, 32) and images.shape == (32 * 32, 3, 16, 16)
     rows = labels.reshape(gh, gw, 2).argmax(-1)
     assert (rows == (np.arange(gh) % 2)[:, None]).all()

@@ -8,7 +8,6 @@ import random
 import time
 
 import numpy as np
-import PIL.Image
 import psutil
 import torch
 
@@ -18,6 +17,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training import image_grid
 from training import preempt
 from training import run_dir as run_names
 from training.retention import SnapshotKeeper
@@ -96,48 +96,6 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
             yield batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
 #----------------------------------------------------------------------------
-# Image grids.
-
-def setup_snapshot_image_grid(training_set, random_seed, max_size):
-    rnd = np.random.RandomState(random_seed)
-    gw = int(np.clip(7680 // training_set.image_shape[2], min(7, max_size), max_size))
-    gh = int(np.clip(4320 // training_set.image_shape[1], min(4, max_size), max_size))
-    if not training_set.has_labels:
-        order = rnd.permutation(len(training_set))
-        grid_indices = [int(order[i % len(order)]) for i in range(gw * gh)]
-    else:
-        # One class per row, so conditioning is visible at a glance.
-        groups = dict()
-        for idx in range(len(training_set)):
-            groups.setdefault(int(np.argmax(training_set.get_label(idx))), []).append(idx)
-        keys = sorted(groups)
-        for key in keys:
-            rnd.shuffle(groups[key])
-        grid_indices = [groups[keys[y % len(keys)]][x % len(groups[keys[y % len(keys)]])] for y in range(gh) for x in range(gw)]
-    images = np.stack([training_set[i][0] for i in grid_indices])
-    labels = np.stack([training_set.get_label(i) for i in grid_indices])
-    return (gw, gh), images, labels
-
-def save_image_grid(img, fname, drange, grid_size):
-    lo, hi = drange
-    img = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
-    img = np.rint(img).clip(0, 255).astype(np.uint8)
-    gw, gh = grid_size
-    _N, C, H, W = img.shape
-    img = img.reshape(gh, gw, C, H, W).transpose(0, 3, 1, 4, 2).reshape(gh * H, gw * W, C)
-    pil = PIL.Image.fromarray(img[:, :, 0], 'L') if C == 1 else PIL.Image.fromarray(img, 'RGB')
-    with dnnlib.util.atomic_write(fname, 'wb') as f:
-        pil.save(f, format='PNG')
-
-@torch.no_grad()
-def _generate_grid(G_ema, grid_z, grid_c):
-    return torch.cat([G_ema(z=z, c=c, noise_mode='const').cpu() for z, c in zip(grid_z, grid_c)]).numpy()
-
-#----------------------------------------------------------------------------
-
-def grid_max_size(device):
-    """Largest side, in images, of the fakes grid: 32 as StyleGAN2-ADA on CUDA, 8 on the slow CPU."""
-    return 32 if torch.device(device).type == 'cuda' else 8
 
 def _to_cpu(obj):
     """Deep copy of a (nested) state dict with every tensor moved to the CPU, for pickling."""
@@ -428,12 +386,14 @@ def training_loop(
     grid_size = grid_z = grid_c = None
     if rank == 0 and image_snapshot_ticks is not None:
         log('Exporting sample images...')
-        grid_size, images, labels = setup_snapshot_image_grid(training_set, random_seed, max_size=grid_max_size(device))
-        save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
+        grid_size, images, labels = image_grid.setup_snapshot_image_grid(training_set, random_seed,
+            max_size=image_grid.grid_max_size(device))
+        image_grid.save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
         grid_rnd = torch.Generator(device='cpu').manual_seed(random_seed)
         grid_z = torch.randn([labels.shape[0], G.z_dim], generator=grid_rnd).to(device).split(batch_gpu)
         grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
-        save_image_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
+        image_grid.save_image_grid(image_grid.generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, 'fakes_init.png'),
+            drange=[-1, 1], grid_size=grid_size)
 
     # Statistics outputs.
     log('Initializing logs...')
@@ -557,7 +517,8 @@ def training_loop(
         if (rank == 0) and (image_snapshot_ticks is not None) and tick_end and (done or cur_tick % image_snapshot_ticks == 0):
             grid_name = run_names.progress_name('fakes', '.png', cur_nimg, taken=grid_names)
             grid_names.add(grid_name)
-            save_image_grid(_generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, grid_name), drange=[-1, 1], grid_size=grid_size)
+            image_grid.save_image_grid(image_grid.generate_grid(G_ema, grid_z, grid_c), os.path.join(run_dir, grid_name),
+                drange=[-1, 1], grid_size=grid_size)
 
         # Network snapshot with everything an exact resume needs; a signal writes one mid-tick too.
         snapshot_pkl = None
