@@ -525,7 +525,7 @@ def main(**opts):
         rank, world_size, local_rank = torchrun
         opts['gpus'] = world_size  # The launcher decides the process count.
     desc, c, num_images, resumed = setup_training_loop_kwargs(opts)
-    if torchrun is None or rank == 0:
+    if (torchrun is None or rank == 0) and resumed.notes:
         print('\n'.join(resumed.notes))
     if resumed.finished:
         return
