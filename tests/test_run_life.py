@@ -33,7 +33,8 @@ def two_datasets(tmp_path):
 def _opts(**changes):
     c = dict(random_seed=0, batch_size=4, batch_gpu=4, num_gpus=1, total_kimg=10, kimg_per_tick=4, metrics=['fid50k_full'],
         data_fingerprint='sha256:aa', training_set_kwargs=dict(path='/data/a.zip', use_labels=False, xflip=False),
-        loss_kwargs=dict(r1_gamma=10.0, diffaugment=''), G_opt_kwargs=dict(lr=0.002, betas=[0, 0.99]), kd_kwargs=dict(kd='none'),
+        loss_kwargs=dict(r1_gamma=10.0, diffaugment=''), G_opt_kwargs=dict(lr=0.002, betas=[0, 0.99]),
+        kd_kwargs=dict(kd='agg', kd_clip='ViT-B-32', teacher_source='open_clip ViT-B-32 / openai (/home/u/.cache/ViT-B-32.pt)'),
         ada_kimg=100, ema_rampup=None, resume_pkl='/runs/00000-x/network-snapshot-000004.pkl', resume_mode='transfer',
         run_dir='/runs/00001-x', device='cuda', data_loader_kwargs=dict(num_workers=3))
     for key, value in changes.items():
@@ -48,7 +49,8 @@ def test_options_that_may_change_on_a_continuation():
     recorded = _opts()
     requested = _opts(total_kimg=20, kimg_per_tick=1, metrics=[], num_gpus=2, batch_gpu=2, device='cpu', run_dir='/runs/00002-y',
         resume_pkl='/runs/00001-x/network-snapshot-000008.pkl', resume_mode='continue', ada_kimg=500, ema_rampup=0.05,
-        **{'data_loader_kwargs.num_workers': 0, 'training_set_kwargs.path': '/scratch/job7/a.zip'})  # A moved copy.
+        **{'data_loader_kwargs.num_workers': 0, 'training_set_kwargs.path': '/scratch/job7/a.zip',  # A moved copy.
+        'kd_kwargs.teacher_source': 'open_clip ViT-B-32 / openai (/node7/cache/ViT-B-32.pt)'})
     assert resume.option_differences(recorded, requested) == []
 
 @pytest.mark.parametrize('key, value, flag', [
@@ -58,6 +60,7 @@ def test_options_that_may_change_on_a_continuation():
     ('batch_size', 8, '--batch (batch_size): 4 -> 8'),
     ('training_set_kwargs.use_labels', True, '--cond (training_set_kwargs.use_labels): False -> True'),
     ('data_fingerprint', 'sha256:bb', '--data: other content (/data/a.zip -> /data/a.zip)'),
+    ('kd_kwargs.kd_clip', 'RN50', "--kd (kd_kwargs.kd_clip): 'ViT-B-32' -> 'RN50'"),
 ])
 def test_options_that_make_a_transfer(key, value, flag):
     diffs = resume.option_differences(_opts(), _opts(**{key: value}))
@@ -65,7 +68,7 @@ def test_options_that_make_a_transfer(key, value, flag):
 
 def test_added_kd_is_named_once():
     requested = _opts(kd_kwargs=dict(kd='agg,corr', kd_agg_weight=10.0, kd_corr_weight=10.0))
-    diffs = resume.option_differences(_opts(), requested)
+    diffs = resume.option_differences(_opts(kd_kwargs=dict(kd='none')), requested)
     assert diffs == [('kd_kwargs.kd', 'none', 'agg,corr')]  # Not every kd_* option that comes with it.
     assert resume.describe_differences(diffs) == "--kd (kd_kwargs.kd): 'none' -> 'agg,corr'"
 

@@ -33,8 +33,10 @@ MAY_CHANGE = {
     'data_loader_kwargs': '--workers', 'launch_kwargs': '--peer-timeout', 'num_gpus': '--gpus', 'batch_gpu': '--batch-gpu',
     'device': '--device', 'write_weights': '--weights-only', 'cudnn_benchmark': '--nobench',
 }
-# Records of the run rather than options of it; the data are compared by fingerprint, so a moved copy continues.
-_RECORDS = ('run_dir', 'resume_pkl', 'resume_mode', 'resume_state', 'data_fingerprint', 'training_set_kwargs.path')
+# Records of the run rather than options of it; the data are compared by fingerprint, so a moved copy continues,
+# and the teacher by model and tag, not by the cache file its weights were found in (another node, another cache).
+_RECORDS = ('run_dir', 'resume_pkl', 'resume_mode', 'resume_state', 'data_fingerprint', 'training_set_kwargs.path',
+    'kd_kwargs.teacher_source')
 # Set by how the run began (from scratch or by transfer): a continuation takes them from the run.
 FROM_THE_RUN = ('ada_kimg', 'ema_rampup')
 TRANSFER_SETTINGS = dict(ada_kimg=100, ema_rampup=None)  # StyleGAN2-ADA's train.py for any --resume pickle.
