@@ -33,7 +33,8 @@ def test_metrics_and_kd_terms_become_panels(tmp_path):
     run.mkdir()
     rows = [{'Progress/kimg': {'mean': k}, 'Loss/kd/agg': {'mean': 1.0 / (k + 1)}, 'Loss/kd/agg_raw': {'mean': 0.0}} for k in (0, 4, 8)]
     (run / 'stats.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows) + '{"half a line')
-    (run / 'metric-fid5k_full.jsonl').write_text(json.dumps(dict(results=dict(fid5k_full=30.5), snapshot_pkl='network-snapshot-000008.pkl')) + '\n')
+    (run / 'metric-fid5k_full.jsonl').write_text(''.join(json.dumps(dict(results=dict(fid5k_full=fid), snapshot_pkl=pkl)) + '\n'
+        for fid, pkl in [(30.5, 'network-snapshot-000008.pkl'), (29.0, 'network-snapshot-000008.512.pkl')]))
     names = curves.render([('run', str(run))], str(tmp_path / 'c.png'))
     assert names == ['Loss/kd/agg', 'Metrics/fid5k_full']  # Raw values and gates are left out; the torn line is skipped.
-    assert curves.read_run(str(run))['Metrics/fid5k_full'][0].tolist() == [8]
+    assert curves.read_run(str(run))['Metrics/fid5k_full'][0].tolist() == [8, 8.512]  # Exact kimg from the names.

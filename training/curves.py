@@ -12,13 +12,13 @@ import argparse
 import glob
 import json
 import os
-import re
 
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
 import dnnlib
+from training.run_dir import snapshot_kimg
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
 FIXED = ['Loss/G/loss', 'Loss/D/loss', 'Loss/r1_penalty', 'Loss/pl_penalty', 'Loss/lecam_penalty', 'Progress/augment']
@@ -50,8 +50,7 @@ def read_run(run_dir):
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            match = re.search(r'network-snapshot-(\d+)', str(row.get('snapshot_pkl')))
-            kimg = int(match.group(1)) if match else None
+            kimg = snapshot_kimg(str(row.get('snapshot_pkl')))  # Exact below 1 kimg too (network-snapshot-000000.008.pkl).
             for key, value in row.get('results', {}).items():
                 if kimg is not None and isinstance(value, (int, float)) and np.isfinite(value):
                     series.setdefault('Metrics/' + key, ([], []))
