@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast demo build-ops gpu-check clean-venv lock
+.PHONY: test test-fast demo build-ops gpu-check clean-venv lock mutants
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lock:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
 	$(PY) -m uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --universal
+
+# The mutation corpus (tests/mutants/*.patch): each planted bug alone in a scratch copy, its named tests
+# must fail. Not part of `make test`.
+mutants: $(VENV)/.installed
+	$(PY) tests/mutants/run.py
 
 clean-venv:
 	rm -rf $(VENV)
