@@ -264,11 +264,11 @@ class AugmentPipe(torch.nn.Module):
                 gains = gains * band_gains
             images = self.apply_band_gains(images, gains)
 
-        # Additive Gaussian noise with a random per-sample strength.
+        # Additive Gaussian noise with a random per-sample strength. The per-pixel noise is drawn even when every
+        # gate is off, as ADA draws it: skipping it would shift every later draw of the run from ADA's stream.
         if self.noise > 0:
             sigma = self._gate(torch.randn([N, 1, 1, 1], device=device).abs() * self.noise_std, 0, self.noise * p)
-            if (sigma != 0).any():
-                images = images + torch.randn_like(images) * sigma.to(images.dtype)
+            images = images + torch.randn_like(images) * sigma.to(images.dtype)
 
         # Cutout: zero one rectangle (side cutout_size relative to the image) at a uniform random centre.
         if self.cutout > 0:
