@@ -13,16 +13,19 @@ from kd import cgkd
 from kd.heads import KDHead
 
 #----------------------------------------------------------------------------
-# AGKD. Hand-worked example (N = 2, d = 2):
-#   tr - sr = [[0, 0], [0, 1]]      -> l2 [0, 1]            l1 [0, 1]           mean 0.5 / 0.5
-#   tf - sf = [[0, -3], [0, 0]]     -> l2 [3, 0]            l1 [3, 0]           mean 1.5 / 1.5
-#   tr - sf = [[1, -3], [-2, 1]]    -> l2 [sqrt10, sqrt5]   l1 [4, 3]           mean (sqrt10+sqrt5)/2 / 3.5
-#   tf - sr = [[-1, 0], [2, 0]]     -> l2 [1, 2]            l1 [1, 2]           mean 1.5 / 1.5
+# AGKD. Hand-worked example (N = 2, d = 2); every term has a row whose l1 and l2 norms differ, so a term
+# that drops `dist` (or takes the other norm) changes the result:
+#   tr - sr = [[2, -1], [-1, 2]]    -> l2 [sqrt5, sqrt5]    l1 [3, 3]           mean sqrt5 / 3
+#   tf - sf = [[-1, -3], [1, 1]]    -> l2 [sqrt10, sqrt2]   l1 [4, 2]           mean (sqrt10+sqrt2)/2 / 3
+#   tr - sf = [[0, -3], [-1, 2]]    -> l2 [3, sqrt5]        l1 [3, 3]           mean (3+sqrt5)/2 / 3
+#   tf - sr = [[1, -1], [1, 1]]     -> l2 [sqrt2, sqrt2]    l1 [2, 2]           mean sqrt2 / 2
 
 TR = [[1., 0.], [0., 1.]]
 TF = [[0., 0.], [2., 0.]]
-SR = [[1., 0.], [0., 0.]]
-SF = [[0., 3.], [2., 0.]]
+SR = [[-1., 1.], [1., -1.]]
+SF = [[1., 3.], [1., -1.]]
+_L2_PAIRED = math.sqrt(5) + (math.sqrt(10) + math.sqrt(2)) / 2
+_L2_CROSS = (3 + math.sqrt(5)) / 2 + math.sqrt(2)
 
 def _agkd(dist, gate):
     t = lambda v: torch.tensor(v, dtype=torch.float64)
@@ -35,11 +38,11 @@ def test_per_sample_distance_by_hand():
     assert agkd.per_sample_distance(a, b, 'l1').tolist() == pytest.approx([7.0, 2.0])
 
 @pytest.mark.parametrize('dist, gate, expected', [
-    ('l2', 1.0, 0.5 + 1.5 + (math.sqrt(10) + math.sqrt(5)) / 2 + 1.5),
-    ('l1', 1.0, 0.5 + 1.5 + 3.5 + 1.5),
-    ('l2', 0.0, 2.0),
-    ('l1', 0.0, 2.0),
-    ('l2', 0.5, 2.0 + 0.5 * ((math.sqrt(10) + math.sqrt(5)) / 2 + 1.5)),
+    ('l2', 1.0, _L2_PAIRED + _L2_CROSS),
+    ('l1', 1.0, 3 + 3 + 3 + 2),
+    ('l2', 0.0, _L2_PAIRED),
+    ('l1', 0.0, 6.0),
+    ('l2', 0.5, _L2_PAIRED + 0.5 * _L2_CROSS),
 ])
 def test_agkd_by_hand(dist, gate, expected):
     assert _agkd(dist, gate) == pytest.approx(expected, rel=1e-12)

@@ -18,12 +18,23 @@ def test_penalty_hand_computed():
 def test_anchor_ema_hand_computed_and_state_roundtrip():
     a = LeCamAnchors(decay=0.9)
     a.update(1.0, -1.0)              # first update initialises
-    a.update(2.0, 0.0)
+    a.update(2.0, 0.5)               # Non-zero means on both sides: a dropped or negated term shows.
     assert a.real == pytest.approx(0.9 * 1.0 + 0.1 * 2.0)
-    assert a.fake == pytest.approx(0.9 * -1.0 + 0.1 * 0.0)
+    assert a.fake == pytest.approx(0.9 * -1.0 + 0.1 * 0.5)
     b = LeCamAnchors()
     b.load_state_dict(a.state_dict())
     assert (b.decay, b.real, b.fake) == (a.decay, a.real, a.fake)
+
+
+def test_decay_argument_overrides_for_one_step():
+    # The training loop passes decay=0 until lecam_start_kimg (BigGAN): the anchors follow the batch means.
+    a = LeCamAnchors(decay=0.9)
+    a.update(1.0, -1.0)
+    a.update(3.0, -2.0, decay=0.0)
+    assert (a.real, a.fake) == (3.0, -2.0)
+    a.update(1.0, 0.0)  # decay=None: the anchors' own 0.9 again.
+    assert a.real == pytest.approx(0.9 * 3.0 + 0.1 * 1.0) and a.fake == pytest.approx(0.9 * -2.0)
+    assert LeCamAnchors(decay=0.0).decay == 0.0  # 0 is a valid decay (follow the means), 1 is not.
 
 
 def test_bad_decay_rejected():
