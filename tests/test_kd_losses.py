@@ -118,6 +118,21 @@ def test_diversity_against_numpy_loop():
     same = torch.tensor([[1., 2.], [2., 4.], [3., 6.]])
     assert float(cgkd.diversity_loss(same)) == pytest.approx(1.0)
 
+def test_diversity_two_rows_by_hand_and_scale_invariant():
+    # Two rows: one ordered pair each way, cos = 1/sqrt(2). Correlation rows are small in practice (cosines of
+    # CLIP features, ~0.2): the similarity must not depend on the rows' size (eps only guards zero rows).
+    pair = torch.tensor([[1., 0.], [1., 1.]], dtype=torch.float64)
+    assert float(cgkd.diversity_loss(pair)) == pytest.approx(1 / math.sqrt(2), rel=1e-12)
+    corr = torch.randn(5, 7, dtype=torch.float64)
+    assert float(cgkd.diversity_loss(corr * 1e-3)) == pytest.approx(float(cgkd.diversity_loss(corr)), rel=1e-9)
+
+def test_defaults_are_the_documented_ones():
+    t = lambda v: torch.tensor(v, dtype=torch.float64)
+    assert float(agkd.agkd_loss(t(TR), t(TF), t(SR), t(SF))) == pytest.approx(_L2_PAIRED + _L2_CROSS)  # l2, gate 1.
+    assert agkd.per_sample_distance(t(TR), t(SR)).tolist() == pytest.approx([math.sqrt(5)] * 2)
+    with pytest.raises(ValueError, match='features'):
+        cgkd.correlation(F_T[0], TEXT)  # 1-D features, a 2-D text matrix.
+
 def test_diversity_single_row_is_zero_in_graph():
     corr = torch.randn(1, 4, requires_grad=True)
     loss = cgkd.diversity_loss(corr)
