@@ -89,6 +89,8 @@ def _open_dataset(training_set_kwargs, flag='--data'):
 
 def setup_training_loop_kwargs(opts):
     """Validate the command-line options and turn them into (desc, training_loop kwargs)."""
+    # Over 80 lines: one builder per concern (dataset, schedule, backbone, augmentation, LeCam, KD, resume)
+    # is the restructuring that issue "one home per concern" asks for; until then the checks stay in order here.
     o = dnnlib.EasyDict(opts)
     c = dnnlib.EasyDict()
 

@@ -257,6 +257,8 @@ def training_loop(
     device                  = None,     # Device of this process; None = CUDA when available.
     stop_request            = None,     # preempt.StopRequest of this process: a signal stops after the current step.
 ):
+    # Over 80 lines: the phases, ADA, training state, reporter and snapshots as small objects of one protocol is
+    # the restructuring that issue "one home per concern" asks for; until then the driver is written out here.
     start_time = time.time()
     device = torch.device(device if device is not None else ('cuda' if torch.cuda.is_available() else 'cpu'))
     log = print if rank == 0 else (lambda *args, **kwargs: None)
