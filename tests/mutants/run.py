@@ -2,7 +2,8 @@
 working tree, run only the tests its header names, and report it caught (the tests fail) or survived.
 
     python tests/mutants/run.py                 # every mutant; exit status 1 when any survived or broke
-    python tests/mutants/run.py 012 kd-         # those whose file name contains one of the words
+    python tests/mutants/run.py loop- kd-       # those whose file name contains one of the words
+    python tests/mutants/run.py --jobs 1 ...    # one at a time (default 2, in two scratch copies)
 
 A patch is a unified diff (as `git diff` writes it) below header lines of the form
     # test: tests/test_x.py::test_y tests/test_z.py     (one or more pytest node ids; required)
@@ -10,7 +11,9 @@ A patch is a unified diff (as `git diff` writes it) below header lines of the fo
 `make mutants` runs this; it is not part of `make test`.
 """
 
+import concurrent.futures
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -62,22 +65,35 @@ def run_one(patch, copy, python, env):
         return 'survived', last
     return 'broken', f'pytest exit {result.returncode}: {last}'  # Collection errors, no tests selected, ...
 
-def main(words):
+def main(args):
+    jobs = 2  # Two scratch copies, one mutant each at a time: the 2 cores this project's machines have.
+    if args[:1] == ['--jobs']:
+        jobs, args = int(args[1]), args[2:]
     patches = sorted(os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith('.patch'))
-    if words:
-        patches = [p for p in patches if any(w in os.path.basename(p) for w in words)]
+    if args:
+        patches = [p for p in patches if any(w in os.path.basename(p) for w in args)]
     python = os.path.join(REPO, '.venv', 'bin', 'python')
     python = python if os.path.exists(python) else sys.executable
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONDONTWRITEBYTECODE='1')
     counts = dict(caught=0, survived=0, broken=0)
     start = time.time()
-    with tempfile.TemporaryDirectory(prefix='kd-mutants-') as copy:
-        scratch_copy(copy)
-        for patch in patches:
-            t0 = time.time()
-            outcome, detail = run_one(patch, copy, python, env)
-            counts[outcome] += 1
-            print(f'{outcome:8s} {os.path.basename(patch):50s} {time.time() - t0:5.1f}s  {detail}', flush=True)
+    with tempfile.TemporaryDirectory(prefix='kd-mutants-') as root:
+        copies = queue.Queue()
+        for idx in range(jobs):
+            copy = os.path.join(root, str(idx))
+            scratch_copy(copy)
+            copies.put(copy)
+        def one(patch):
+            copy = copies.get()
+            try:
+                t0 = time.time()
+                return (patch, *run_one(patch, copy, python, env), time.time() - t0)
+            finally:
+                copies.put(copy)
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            for patch, outcome, detail, seconds in pool.map(one, patches):
+                counts[outcome] += 1
+                print(f'{outcome:8s} {os.path.basename(patch):55s} {seconds:5.1f}s  {detail}', flush=True)
     print(f'{counts["caught"]} caught, {counts["survived"]} survived, {counts["broken"]} broken, of {len(patches)} '
         f'mutants in {time.time() - start:.0f} s')
     return 0 if counts['survived'] == 0 and counts['broken'] == 0 else 1
