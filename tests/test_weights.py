@@ -44,6 +44,27 @@ def test_kd_snapshot_round_trips_and_generates_the_same_images(tmp_path):
         outs.append(np.asarray(__import__('PIL.Image').Image.open(out / 'seed0000.png')))
     assert np.array_equal(*outs)
 
+def test_every_network_keeps_its_own_weights(tmp_path):
+    # G, G_ema and D all differ (a weights file written after one step has G_ema equal to G, where a swap hides).
+    import copy
+    from training import networks_stylegan2 as net
+    from training.snapshot import save_snapshot
+    torch.manual_seed(1)
+    G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=8, img_channels=3, channel_base=64, channel_max=4)
+    G_ema = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G_ema.parameters():
+            p.add_(0.25)
+    D = net.Discriminator(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=4)
+    pkl = str(tmp_path / 'three.pkl')
+    save_snapshot(pkl, dict(G=G, D=D, G_ema=G_ema))
+    assert CliRunner().invoke(export_weights.main, ['--network', pkl]).exit_code == 0
+    back = load_network_pkl(weights.weights_path(pkl))
+    _same(back['G'], G)
+    _same(back['G_ema'], G_ema)
+    _same(back['D'], D)
+    assert not torch.equal(back['G'].synthesis.b4.const, back['G_ema'].synthesis.b4.const)
+
 def test_biggan_export_and_torch_only_load(tmp_path):
     from training import networks_biggan
     from training.snapshot import save_snapshot
