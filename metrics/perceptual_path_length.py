@@ -20,10 +20,10 @@ def filtered_mean(dist, lo_percentile=1, hi_percentile=99):
 
 def _to_vgg_input(images, crop):
     """Generator output in [-1, 1] -> float [0, 255] at most 256x256, as the VGG16 LPIPS expects."""
+    factor = images.shape[2] // 256  # Of the generator's resolution, before the crop, as StyleGAN2-ADA downsamples.
     if crop:  # The central face region of FFHQ-like images.
         c = images.shape[2] // 8
         images = images[:, :, c * 3 : c * 7, c * 2 : c * 6]
-    factor = images.shape[2] // 256
     if factor > 1:
         images = torch.nn.functional.avg_pool2d(images, kernel_size=factor)
     images = (images + 1) * (255 / 2)

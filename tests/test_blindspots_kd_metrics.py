@@ -195,6 +195,19 @@ def test_ppl_vgg_input_crop_and_downsampling():
         assert got.shape == (1, 3, 256, 256)
         np.testing.assert_allclose(got.double().numpy(), np.repeat((block + 1) * 127.5, 3, axis=1), rtol=1e-5, atol=1e-3)
 
+@pytest.mark.parametrize('res', [256, 512, 1024])
+def test_ppl_face_crop_is_downsampled_by_the_generators_factor(res):
+    # StyleGAN2-ADA (metrics/perceptual_path_length.py): crop first, then factor = G.img_resolution // 256, so the
+    # cropped half-size region reaches VGG at 128x128 for every resolution; a factor taken from the cropped
+    # image gave 256x256 at 512 and 1024.
+    img = torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(res)) * 2 - 1
+    f = max(res // 256, 1)
+    crop = img[:, :, res * 3 // 8 : res * 7 // 8, res * 2 // 8 : res * 6 // 8].double().numpy()
+    block = crop.reshape(1, 3, crop.shape[2] // f, f, crop.shape[3] // f, f).mean(axis=(3, 5))
+    got = perceptual_path_length._to_vgg_input(img, crop=True)
+    assert got.shape == (1, 3, 128, 128)
+    np.testing.assert_allclose(got.double().numpy(), (block + 1) * 127.5, rtol=1e-5, atol=1e-3)
+
 def test_full_protocols_use_the_published_sample_counts(monkeypatch):
     # StyleGAN2-ADA's metric_main.py for the NVIDIA names; 10k / 5k generated images for the project's own.
     calls = {}
