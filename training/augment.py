@@ -186,6 +186,8 @@ class AugmentPipe(torch.nn.Module):
         return torch.where(keep.reshape([-1] + [1] * (value.ndim - 1)), value, torch.full_like(value, identity))
 
     def forward(self, images):
+        # Over 80 lines: one pass in ADA's order on purpose, so the random draws read top to bottom as ADA makes
+        # them (tests/test_augment_stream.py replays them stage by stage).
         if images.ndim != 4 or not images.is_floating_point():
             raise ValueError(f'AugmentPipe expects a float [N, C, H, W] batch, got {images.dtype} of shape {list(images.shape)}')
         N, C, H, W = images.shape
