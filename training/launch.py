@@ -18,7 +18,6 @@ from torch_utils import distributed
 from torch_utils import misc
 from torch_utils import training_stats
 from training import preempt
-from training import run_dir as run_names
 from training import training_loop
 
 DEFAULT_LAUNCH = dict(peer_timeout=30.0, heartbeat_interval=1.0, pg_timeout=600)
@@ -116,10 +115,8 @@ def _spawn(c, temp_dir):
         while not context.join():
             pass
     except torch.multiprocessing.ProcessExitedException as err:
-        if err.exit_code == preempt.EXIT_PREEMPTED:
-            snapshot = run_names.latest_snapshot(c.run_dir)
-            raise preempt.Preempted(f'Stopped by {stop_request.signal_name or "a signal"}; the training state is in '
-                f'{snapshot}. Rerun the same command with --resume=auto (or --resume={snapshot}) to continue exactly.') from None
+        if err.exit_code == preempt.EXIT_PREEMPTED:  # Rank 0 has logged where the snapshot is and how to continue.
+            raise preempt.Preempted(f'stopped by {stop_request.signal_name or "a signal"}; see {c.run_dir}/log.txt') from None
         how = f'was killed by {err.signal_name}' if err.signal_name else f'exited with status {err.exit_code}'
         raise distributed.PeerLost(f'training process {err.error_index} of {c.num_gpus} {how}; the others were stopped. '
             f'{_resume_advice(c)}') from None

@@ -183,6 +183,8 @@ def decide(pkl, requested, mode='auto', has_state=True):
     """('continue' or 'transfer', the reason in a few words) for resuming `pkl` with the options `requested`."""
     if mode not in MODES:
         raise ResumeError(f'--resume-mode must be one of {", ".join(MODES)}, got {mode!r}')
+    if mode == 'transfer':
+        return 'transfer', 'asked for with --resume-mode=transfer'
     recorded = run_options(pkl)
     if recorded is None:
         why = 'not in a run directory of this codebase (no training_options.json beside it)'
@@ -191,8 +193,6 @@ def decide(pkl, requested, mode='auto', has_state=True):
     else:
         diffs = option_differences(recorded, requested)
         why = f'options differ from its run: {describe_differences(diffs)}' if diffs else None
-    if mode == 'transfer':
-        return 'transfer', 'asked for with --resume-mode=transfer'
     if why is None:
         return 'continue', 'same data and options as its run'
     if mode == 'continue':
