@@ -3,6 +3,7 @@ that must not change behaviour (the restructuring of issue 21 was made against t
 
     python tests/golden/record.py            # write tests/golden/golden.json from this tree
     python tests/golden/record.py --check    # compare this tree with it (tests/test_golden.py does this)
+    python tests/golden/record.py --make-old-run   # (once, on the old commit) write tests/golden/old_run
 
 Recorded: tiny CPU runs (auto with ADA, R1, path length and style mixing; cifar with KD on the tiny
 CLIP, LeCam and DiffAugment; biggan-cifar with LeCam; a run stopped mid-tick by a stop request and
@@ -30,6 +31,7 @@ from click.testing import CliRunner
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(HERE, 'golden.json')
+OLD_RUN = os.path.join(HERE, 'old_run')
 for path in (REPO, os.path.dirname(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
@@ -170,7 +172,23 @@ def record_runs(tmp):
     runs['stopped']['exit_code'] = first.exit_code
     train(args)
     runs['stopped_then_continued'] = run_record(outdir, paths)
+    # A run written by the commit before the restructuring (tests/golden/old_run), continued by this code.
+    outdir = os.path.join(tmp, 'old_continued')
+    train(['--outdir', outdir, '--data', plain, f'--resume={OLD_RUN}', '--kimg=0.012'] + auto[1:])
+    runs['old_run_continued'] = run_record(outdir, paths)
     return runs
+
+def make_old_run():
+    """Write tests/golden/old_run: 8 images of the auto_ada settings (options, log and final snapshot)."""
+    import shutil
+    with quiet_one_thread(), tempfile.TemporaryDirectory() as tmp:
+        plain = make_zip(os.path.join(tmp, 'plain.zip'), num=6)
+        train(['--outdir', tmp + '/runs', '--data', plain, '--kimg=0.008', '--gamma=1', '--target=0', '--dlr=0.02', '--snap=100'] + TINY)
+        run_dir = sorted(glob.glob(os.path.join(tmp, 'runs', '0*')))[-1]
+        shutil.rmtree(OLD_RUN, ignore_errors=True)
+        os.makedirs(OLD_RUN)
+        for name in ['training_options.json', 'network-snapshot-000000.008.pkl']:
+            shutil.copy(os.path.join(run_dir, name), OLD_RUN)
 
 DRY_RUNS = [
     [],
@@ -259,6 +277,8 @@ def differences(want, got, where='', exact=True, out=None):
     return out
 
 def main():
+    if '--make-old-run' in sys.argv:
+        make_old_run()
     got = record()
     if '--check' in sys.argv:
         want = json.load(open(GOLDEN))
