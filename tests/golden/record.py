@@ -79,7 +79,8 @@ def run_record(outdir, paths):
     from training.snapshot import load_network_pkl
     run_dir = sorted(glob.glob(os.path.join(outdir, '0*')))[-1]
     pkls = sorted(os.path.basename(p) for p in glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl')))
-    record = dict(run_dir=os.path.basename(run_dir), files=sorted(os.listdir(run_dir)), snapshots=dict())
+    files = sorted(name for name in os.listdir(run_dir) if name != 'code.diff')  # code.diff: only in a dirty work tree.
+    record = dict(run_dir=os.path.basename(run_dir), files=files, snapshots=dict())
     for pkl in pkls:
         data = load_network_pkl(os.path.join(run_dir, pkl))
         record['snapshots'][pkl] = {key: digest(data.get(key)) for key in
@@ -113,6 +114,11 @@ def quiet_one_thread():
 
 def train(args):
     import train as train_tool
+    from torch_utils import training_stats
+    # Statistics are differences of process-wide running sums (as in StyleGAN2-ADA), so their last bits depend
+    # on what the process reported before: each run starts from empty sums.
+    training_stats._counters.clear()
+    training_stats._cumulative.clear()
     result = CliRunner().invoke(train_tool.main, args)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise RuntimeError(f'train.py {" ".join(args)} failed:\n{result.output}') from result.exception
