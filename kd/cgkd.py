@@ -6,8 +6,9 @@ features must reproduce the teacher's correlation matrix.
 
 import torch
 
+from kd.agkd import DISTANCES  # One --kd-dist for both terms.
+
 NORMS = ('row', 'matrix')
-DISTANCES = ('l2', 'l1')
 
 #----------------------------------------------------------------------------
 

@@ -445,3 +445,15 @@ class ImageFolderDataset(Dataset):
         return f'sha256:{digest.hexdigest()}'
 
 #----------------------------------------------------------------------------
+
+def open_checked(dataset_kwargs, flag='--data'):
+    """Open a dataset and read every image's header: mixed shapes or unreadable files stop here, before any run
+    directory exists, rather than mid-training. Errors are one ValueError line that starts with `flag`."""
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**dataset_kwargs)
+        dataset.check_images()
+        return dataset
+    except (OSError, ValueError) as err:
+        raise ValueError(f'{flag}: {err}') from None
+
+#----------------------------------------------------------------------------

@@ -14,6 +14,9 @@ anchors as the phase began, one phase behind lecam-gan, which moves them before 
 
 import torch
 
+# Anchor EMA decay by backbone, lecam-gan's values (above); the training options and the losses read it here.
+DECAY = dict(stylegan2=0.99, biggan=0.9)
+
 #----------------------------------------------------------------------------
 
 def lecam_penalty(real_logits, fake_logits, anchor_real, anchor_fake):
@@ -26,7 +29,7 @@ def lecam_penalty(real_logits, fake_logits, anchor_real, anchor_fake):
 class LeCamAnchors:
     """Moving averages of D's mean output on reals and fakes; part of the resumable state."""
 
-    def __init__(self, decay=0.99):
+    def __init__(self, decay=DECAY['stylegan2']):
         if not 0 <= decay < 1:
             raise ValueError(f'LeCam EMA decay must be in [0, 1), got {decay}')
         self.decay = decay

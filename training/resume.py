@@ -199,19 +199,13 @@ def decide(pkl, requested, mode='auto', has_state=True):
         raise ResumeError(f'--resume-mode=continue: {pkl} cannot be continued: {why}')
     return 'transfer', why
 
-def apply(c, pkl, mode):
-    """Record the decision in the options: resume_pkl, resume_mode, and the settings that depend on it."""
-    c.resume_pkl = pkl
-    c.resume_mode = mode
+def run_settings(pkl, mode):
+    """The FROM_THE_RUN settings, set by how a run began: StyleGAN2-ADA's for a transfer, the run's own for a
+    continuation (a key the run did not have is absent here, and dropped from the options)."""
     if mode == 'transfer':
-        c.update(TRANSFER_SETTINGS)
-        return
+        return dict(TRANSFER_SETTINGS)
     recorded = run_options(pkl)
-    for key in FROM_THE_RUN:
-        if key in recorded:
-            c[key] = recorded[key]
-        else:
-            c.pop(key, None)
+    return {key: recorded[key] for key in FROM_THE_RUN if key in recorded}
 
 def _progress(data):
     return data['resume_state']['cur_nimg'] if data['resume_state'] is not None else 0
@@ -238,5 +232,26 @@ def choose(resume, resume_mode, outdir, requested, resolution, channels, backbon
     mode, why = decide(pkl, requested, resume_mode, has_state=data['resume_state'] is not None)
     what = 'continuing' if mode == 'continue' else 'transfer learning (weights only, progress from 0) from'
     return pkl, mode, notes + [f'Resume: {what} {pkl} ({why})'], _progress(data)
+
+def build_resume(resume, resume_mode, outdir, requested, facts, backbone):
+    """The resume builder: (decision, run-name part). decision.kwargs: resume_pkl and resume_mode;
+    decision.settings: run_settings() to apply over the other builders' values; decision.notes: lines for the
+    log; decision.finished: the continued run already reached total_kimg."""
+    decision = dnnlib.EasyDict(kwargs=dict(resume_pkl=None, resume_mode=None), settings=dict(), notes=[], finished=False)
+    if resume is None:
+        if resume_mode != 'auto':
+            raise ResumeError('--resume-mode has no effect without --resume')
+        return decision, ''
+    pkl, mode, decision.notes, cur_nimg = choose(resume, resume_mode, outdir, requested=requested,
+        resolution=facts['resolution'], channels=facts['channels'], backbone=backbone)
+    if pkl is None:
+        return decision, ''
+    decision.kwargs = dict(resume_pkl=pkl, resume_mode=mode)
+    decision.settings = run_settings(pkl, mode)
+    if mode == 'continue' and cur_nimg >= requested['total_kimg'] * 1000:
+        decision.notes.append(f'The run already reached {requested["total_kimg"]:g} kimg in {pkl}; nothing to train '
+            f'(a larger --kimg continues it).')
+        decision.finished = True
+    return decision, ('-resume' if mode == 'continue' else '-transfer')
 
 #----------------------------------------------------------------------------

@@ -277,6 +277,9 @@ def differences(want, got, where='', exact=True, out=None):
     elif isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
         for idx, (a, b) in enumerate(zip(want, got)):
             differences(a, b, f'{where}[{idx}]', exact, out)
+    elif isinstance(want, str) and isinstance(got, str) and want != got:
+        at = next(i for i, (a, b) in enumerate(zip(want + '\0', got + '\1')) if a != b)  # Around the first difference.
+        out.append(f'{where}: ...{want[max(at - 150, 0):at + 150]!r} != ...{got[max(at - 150, 0):at + 150]!r}')
     elif want != got:
         if exact or not isinstance(want, float) or not isinstance(got, float) or abs(want - got) > 1e-4 * max(1.0, abs(want)):
             out.append(f'{where}: {str(want)[:300]!r} != {str(got)[:300]!r}')
