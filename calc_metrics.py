@@ -15,8 +15,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from metrics import metric_utils
-from torch_utils import distributed
-from torch_utils import misc
+from torch_utils import launcher
 from training import snapshot
 
 #----------------------------------------------------------------------------
@@ -24,16 +23,12 @@ from training import snapshot
 
 def subprocess_fn(rank, args, temp_dir):
     """Compute and report every requested metric as process `rank` of args.num_gpus."""
-    if args.num_gpus > 1 and args.device_type == 'cpu':
-        misc.share_cpu_threads(int(os.environ.get('LOCAL_WORLD_SIZE', args.num_gpus)))
+    device = launcher.process_device(args.device_type, args.local_rank if args.torchrun else rank)
+    launcher.use_device(device)
     if args.num_gpus > 1:
-        init_method = 'env://' if args.torchrun else f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
-        distributed.init_process_group(rank=rank, world_size=args.num_gpus, device=torch.device(args.device_type),
-            init_method=init_method)
-    device = torch.device('cpu')
-    if args.device_type == 'cuda':
-        device = torch.device('cuda', args.local_rank if args.torchrun else rank)
-        torch.cuda.set_device(device)
+        if device.type == 'cpu':  # CPU processes of one machine share its cores.
+            launcher.share_cpu_threads(world_size=args.num_gpus, torchrun=args.torchrun)
+        launcher.init_group(rank=rank, world_size=args.num_gpus, device=device, temp_dir=None if args.torchrun else temp_dir)
 
     for metric in args.metrics:
         if rank == 0 and args.verbose:
@@ -88,8 +83,9 @@ def main(network_pkl, metrics, data, mirror, num_gpus, verbose, detector_dir, de
         detector_dir=detector_dir, num_gpus=num_gpus, torchrun=False, local_rank=0)
 
     # Launched by torchrun: join its group instead of spawning.
-    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
-        args.update(torchrun=True, num_gpus=int(os.environ['WORLD_SIZE']), local_rank=int(os.environ.get('LOCAL_RANK', 0)))
+    torchrun = launcher.torchrun_env()
+    if torchrun is not None:
+        args.update(torchrun=True, rank=torchrun[0], num_gpus=torchrun[1], local_rank=torchrun[2])
 
     args.device_type = device_type or ('cuda' if torch.cuda.is_available() else 'cpu')
     if args.device_type == 'cuda' and torch.cuda.device_count() < (1 if args.torchrun else args.num_gpus):
@@ -132,11 +128,11 @@ def main(network_pkl, metrics, data, mirror, num_gpus, verbose, detector_dir, de
 
     with tempfile.TemporaryDirectory() as temp_dir:
         if args.torchrun:
-            subprocess_fn(rank=int(os.environ['RANK']), args=args, temp_dir=temp_dir)
+            subprocess_fn(rank=args.rank, args=args, temp_dir=temp_dir)
         elif args.num_gpus == 1:
             subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
         else:
-            torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
+            launcher.spawn(subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
 
 #----------------------------------------------------------------------------
 

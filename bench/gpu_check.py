@@ -182,7 +182,7 @@ def _cached_inception():
     name = metric_utils.detector_file_name(metric_utils.INCEPTION_URL)
     folder = os.environ.get(metric_utils.DETECTOR_DIR_ENV)
     candidates = [os.path.join(folder, name)] if folder else []
-    candidates.append(os.path.join(dnnlib.make_cache_dir_path('downloads'), dnnlib.util._cache_file_name(metric_utils.INCEPTION_URL)))
+    candidates.append(os.path.join(dnnlib.make_cache_dir_path('downloads'), dnnlib.util.cache_file_name(metric_utils.INCEPTION_URL)))
     return next((path for path in candidates if os.path.isfile(path)), None)
 
 def inception_features(batch=100, batches=10, device='cuda'):

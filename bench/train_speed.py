@@ -105,7 +105,7 @@ def resolve_teacher(kind):
     import open_clip
     from kd import teacher
     tag_cfg = open_clip.get_pretrained_cfg('ViT-B-32', 'openai')
-    return 'pretrained' if teacher._cached_weights(tag_cfg, teacher.default_cache_dir()) else 'random'
+    return 'pretrained' if teacher.cached_weights(tag_cfg, teacher.default_cache_dir()) else 'random'
 
 if __name__ == '__main__':
     main()

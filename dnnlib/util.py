@@ -269,7 +269,7 @@ def _file_url_to_path(url):
     return path
 
 
-def _cache_file_name(url):
+def cache_file_name(url):
     """Cache entry name: md5 of the URL, then a sanitized copy of the URL's file name."""
     url_md5 = hashlib.md5(url.encode('utf-8')).hexdigest()
     base = os.path.basename(urllib.parse.urlparse(url).path) or 'download'
@@ -295,7 +295,7 @@ def _check_host_resolves(url):
 
 def _download(url, num_attempts, verbose):
     """Fetch url into memory, retrying transient failures; re-raises the last error."""
-    import requests
+    import requests  # Imported lazily, as in _new_session: only downloads need it.
     last_error = None
     for attempt in range(num_attempts):
         try:
@@ -346,7 +346,7 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
 
     if cache_dir is None:
         cache_dir = make_cache_dir_path('downloads')
-    cache_path = os.path.join(cache_dir, _cache_file_name(url))
+    cache_path = os.path.join(cache_dir, cache_file_name(url))
     if cache and os.path.isfile(cache_path):
         return cache_path if return_filename else open(cache_path, 'rb')
 

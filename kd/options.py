@@ -9,7 +9,7 @@ from kd.cgkd import NORMS
 
 KD_PARTS = ('agg', 'corr')
 TEACHER_KINDS = ('pretrained', 'random')
-# The values the teacher accepts (kd/teacher.py checks them again where it uses them; it imports open_clip).
+# The values the teacher accepts (kd/teacher.py imports them from here: it imports open_clip, this module must not).
 CLIP_NORMS = ('clip', 'none')
 RESIZE_MODES = ('nearest', 'bilinear', 'bicubic')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 import open_clip
 from open_clip import pretrained as open_clip_pretrained
 
-RESIZE_MODES = ('nearest', 'bilinear', 'bicubic')
-CLIP_NORMS = ('clip', 'none')
-PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+from kd.options import CLIP_NORMS
+from kd.options import PRECISIONS
+from kd.options import RESIZE_MODES
 
 _model_cache = dict()   # (model, pretrained, weights, random, device, cache_dir, precision) -> _LoadedCLIP
 _said_once = set()      # Messages already given in this process.
@@ -106,7 +106,7 @@ def _reachable(host, timeout=5.0):
     except OSError:
         return False
 
-def _cached_weights(tag_cfg, cache_dir):
+def cached_weights(tag_cfg, cache_dir):
     """The weights file from the local cache, or None; never touches the network."""
     if 'file' in tag_cfg:
         return tag_cfg['file']
@@ -122,7 +122,7 @@ def _cached_weights(tag_cfg, cache_dir):
 
 def _fetch_weights(model, pretrained, tag_cfg, cache_dir):
     """Local path of the weights for an open_clip pretrained tag, from the cache or downloaded."""
-    path = _cached_weights(tag_cfg, cache_dir)
+    path = cached_weights(tag_cfg, cache_dir)
     if path:
         return path
     if _env_offline():

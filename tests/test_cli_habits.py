@@ -51,7 +51,7 @@ def test_named_transfer_sources_are_sg2a_urls(name):
 def test_named_source_resolves_through_the_cache_and_checks_the_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
     url = train.RESUME_SPECS['ffhq256']
-    cache_path = os.path.join(dnnlib.make_cache_dir_path('downloads'), dnnlib.util._cache_file_name(url))
+    cache_path = os.path.join(dnnlib.make_cache_dir_path('downloads'), dnnlib.util.cache_file_name(url))
     os.makedirs(os.path.dirname(cache_path))
     G = net.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=32, img_channels=3, channel_base=64, channel_max=4)
     save_snapshot(cache_path, dict(G=G, G_ema=G))  # Stands in for NVIDIA's 256x256 pickle.

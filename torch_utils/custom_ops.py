@@ -164,7 +164,7 @@ def _locked(build_dir):
 @contextlib.contextmanager
 def _patched_env(cuda_home, arch):
     # cpp_extension reads CUDA_HOME once at import and TORCH_CUDA_ARCH_LIST at build time.
-    import torch.utils.cpp_extension as cpp_extension
+    import torch.utils.cpp_extension as cpp_extension  # Heavy: imported only when a plugin is built.
     saved_home, saved_arch = cpp_extension.CUDA_HOME, os.environ.get('TORCH_CUDA_ARCH_LIST')
     try:
         if cuda_home is not None:
@@ -189,7 +189,7 @@ def _import_built(module_name, build_dir):
     return module
 
 def _compile(module_name, sources, headers, build_dir, build_kwargs):
-    import torch.utils.cpp_extension as cpp_extension
+    import torch.utils.cpp_extension as cpp_extension  # Heavy: imported only when a plugin is built.
     with_cuda = any(path.endswith('.cu') for path in sources)
     cuda_home = arch = None
     if with_cuda:

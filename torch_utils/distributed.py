@@ -49,8 +49,7 @@ def init_process_group(rank, world_size, device, init_method, timeout=600):
 
 def default_store():
     """The store of the default process group (a FileStore or the TCPStore that rank 0 hosts)."""
-    from torch.distributed import distributed_c10d
-    return distributed_c10d._get_default_store()
+    return torch.distributed.distributed_c10d._get_default_store()
 
 #----------------------------------------------------------------------------
 

@@ -63,13 +63,4 @@ class SNConv2d(_SpectralNormMixin, torch.nn.Conv2d):
     def forward(self, x):
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
-
-class SNEmbedding(_SpectralNormMixin, torch.nn.Embedding):
-    def __init__(self, num_embeddings, embedding_dim, num_iters=1, eps=1e-8):
-        super().__init__(num_embeddings, embedding_dim)
-        self._init_spectral_norm(num_embeddings, num_iters, eps)
-
-    def forward(self, idx):
-        return F.embedding(idx, self.normalized_weight())
-
 #----------------------------------------------------------------------------

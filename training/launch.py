@@ -4,7 +4,11 @@ group started by torchrun (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RAN
 In a multi-process run every rank starts a PeerWatchdog (torch_utils/distributed.py): a lost rank
 ends the whole run within peer_timeout seconds with one line that names it. Every process stops
 cleanly on SIGTERM, SIGINT or SIGUSR1 (training/preempt.py): after a snapshot, with status
-preempt.EXIT_PREEMPTED."""
+preempt.EXIT_PREEMPTED.
+
+The generic steps (torchrun detection, devices, CPU threads, process group, spawning, watchdog) are
+torch_utils/launcher.py's, shared with calc_metrics.py; this module adds what training needs on top:
+log.txt, the stop request, the run directory shared by rank 0 and the training loop itself."""
 
 import copy
 import os
@@ -15,23 +19,15 @@ import torch
 
 import dnnlib
 from torch_utils import distributed
-from torch_utils import misc
+from torch_utils import launcher
 from torch_utils import training_stats
+from torch_utils.launcher import DEFAULT_LAUNCH
+from torch_utils.launcher import torchrun_env  # noqa: F401 (train.py calls launch.torchrun_env())
 from training import preempt
 from training import training_loop
 
-DEFAULT_LAUNCH = dict(peer_timeout=30.0, heartbeat_interval=1.0, pg_timeout=600)
 
 #----------------------------------------------------------------------------
-
-def torchrun_env():
-    """(rank, world_size, local_rank) when started by torchrun or a similar launcher, else None."""
-    if all(key in os.environ for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
-        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
-    return None
-
-def process_device(c, local_rank):
-    return torch.device('cuda', local_rank) if c.device == 'cuda' else torch.device('cpu')
 
 def _resume_advice(c):
     run_dir = c.get('run_dir')
@@ -42,8 +38,8 @@ def _launch_opts(c):
 
 def _start_watchdog(c, rank):
     opts = _launch_opts(c)
-    return distributed.PeerWatchdog(distributed.default_store(), rank=rank, world_size=c.num_gpus,
-        timeout=opts['peer_timeout'], interval=opts['heartbeat_interval'], advice=_resume_advice(c)).start()
+    return launcher.start_watchdog(rank=rank, world_size=c.num_gpus, timeout=opts['peer_timeout'],
+        interval=opts['heartbeat_interval'], advice=_resume_advice(c))
 
 RECORDS = ('launch_kwargs', 'data_fingerprint')  # Options for the launcher, or kept for the record only.
 
@@ -55,7 +51,7 @@ def _loop_kwargs(c, device, stop_request):
 def subprocess_fn(rank, c, temp_dir, local_rank=None, group_ready=False):
     """One training process: log file (rank 0), process group and watchdog, then the training loop."""
     local_rank = rank if local_rank is None else local_rank
-    device = process_device(c, local_rank)
+    device = launcher.process_device(c.device, local_rank)
     opts = _launch_opts(c)
     stop_request = preempt.StopRequest(name=f'train.py (rank {rank})').install()
     try:
@@ -68,25 +64,21 @@ def _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_
     if c.num_gpus == 1:
         training_loop.training_loop(rank=rank, **_loop_kwargs(c, device, stop_request))
         return
-    if device.type == 'cuda':
-        torch.cuda.set_device(device)
-    else:  # CPU processes of one machine share its cores.
-        local = int(os.environ.get('LOCAL_WORLD_SIZE', c.num_gpus)) if group_ready else c.num_gpus
-        print(f'Process {rank}: {misc.share_cpu_threads(local)} CPU threads ({local} processes on this machine)')
+    launcher.use_device(device)
+    if device.type == 'cpu':  # CPU processes of one machine share its cores.
+        threads, local = launcher.share_cpu_threads(world_size=c.num_gpus, torchrun=group_ready)
+        print(f'Process {rank}: {threads} CPU threads ({local} processes on this machine)')
     if not group_ready:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device,
-            init_method=f'file://{init_file}', timeout=opts['pg_timeout'])
+        launcher.init_group(rank=rank, world_size=c.num_gpus, device=device, temp_dir=temp_dir, timeout=opts['pg_timeout'])
     watchdog = _start_watchdog(c, rank)
     training_stats.init_multiprocessing(rank=rank, sync_device=device)
     try:
         training_loop.training_loop(rank=rank, **_loop_kwargs(c, device, stop_request))
     except preempt.Preempted:
-        torch.distributed.barrier()  # Rank 0 has written the snapshot before any process exits.
-        watchdog.stop()
+        launcher.stop_watchdog(watchdog, barrier=True)  # Rank 0 has written the snapshot before any process exits.
         raise
     except (training_loop.TrainingDiverged, KeyboardInterrupt):
-        watchdog.stop()
+        launcher.stop_watchdog(watchdog, barrier=False)
         raise
     except Exception as err:
         message = watchdog.explain()
@@ -95,8 +87,7 @@ def _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_
             raise distributed.PeerLost(message) from None
         watchdog.announce_failure(err)
         raise
-    torch.distributed.barrier()  # Every rank is done before any watchdog stops watching.
-    watchdog.stop()
+    launcher.stop_watchdog(watchdog, barrier=True)  # Every rank is done before any watchdog stops watching.
 
 def _spawned(rank, c, temp_dir):
     try:
@@ -108,12 +99,10 @@ def _spawned(rank, c, temp_dir):
 
 def _spawn(c, temp_dir):
     """--gpus=N on one machine: N child processes; this parent forwards a stop signal to them once."""
-    context = torch.multiprocessing.start_processes(_spawned, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus,
-        join=False, start_method='spawn')
+    context = launcher.start_processes(_spawned, args=(copy.deepcopy(c), temp_dir), nprocs=c.num_gpus)
     stop_request = preempt.StopRequest(forward_to=[process.pid for process in context.processes], name='train.py').install()
     try:
-        while not context.join():
-            pass
+        launcher.join_processes(context)
     except torch.multiprocessing.ProcessExitedException as err:
         if err.exit_code == preempt.EXIT_PREEMPTED:  # Rank 0 has logged where the snapshot is and how to continue.
             raise preempt.Preempted(f'stopped by {stop_request.signal_name or "a signal"}; see {c.run_dir}/log.txt') from None
@@ -130,12 +119,10 @@ def launch(c, torchrun=None):
     if torchrun is not None:
         # Multi-node: join the launcher's group; rank 0 tells the others where the run lives.
         rank, _world_size, local_rank = torchrun
-        device = process_device(c, local_rank)
-        if device.type == 'cuda':
-            torch.cuda.set_device(device)
-        opts = _launch_opts(c)
-        distributed.init_process_group(rank=rank, world_size=c.num_gpus, device=device, init_method='env://',
-            timeout=opts['pg_timeout'])
+        device = launcher.process_device(c.device, local_rank)
+        launcher.use_device(device)
+        launcher.init_group(rank=rank, world_size=c.num_gpus, device=device, temp_dir=None,
+            timeout=_launch_opts(c)['pg_timeout'])
         shared = [c.get('run_dir')]
         torch.distributed.broadcast_object_list(shared, src=0)
         c.run_dir = shared[0]

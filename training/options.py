@@ -15,6 +15,7 @@ import torch
 
 import dnnlib
 from kd import options as kd_options
+from torch_utils.launcher import DEFAULT_LAUNCH
 from training import dataset as datasets
 from training import presets
 from training import resume as resumes
@@ -22,8 +23,6 @@ from training import run_dir as run_names
 from training.augment import augpipe_specs
 from training.diffaugment import parse_policy
 from training.lecam import DECAY as LECAM_DECAY
-
-DEFAULT_LAUNCH = dict(peer_timeout=30.0, heartbeat_interval=1.0, pg_timeout=600)
 
 # training_options.json's key order, kept as it has always been so that runs compare line by line; BACKBONE stands
 # for the backbone builder's keys, in its own order.

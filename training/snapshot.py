@@ -3,7 +3,11 @@
 import os
 import pickle
 
+import torch
+
 import dnnlib
+from training import legacy_tf  # Its unpickler also reads NVIDIA's / DiffAugment's TensorFlow pickles (without TensorFlow).
+from training import weights
 
 #----------------------------------------------------------------------------
 # Keys of a network pickle in the StyleGAN2-ADA format. Only G_ema is needed
@@ -36,7 +40,6 @@ _GENERATOR_ATTRS = ('z_dim', 'c_dim', 'img_resolution', 'img_channels')
 
 def _check_networks(data, name):
     """G, D and G_ema are torch modules (or absent), and the generators have the attributes every tool reads."""
-    import torch  # Here, so that reading a pickle's keys needs no torch import at module load.
     for key in _NETWORK_KEYS:
         net = data.get(key)
         if net is None and key != 'G_ema':
@@ -49,17 +52,15 @@ def _check_networks(data, name):
                 raise ValueError(f'{name}: {key} is a {type(net).__name__} without {", ".join(missing)}: not a generator')
 
 def _load(fp, name):
-    from training import weights  # A weights-only file (torch zip) instead of a pickle: rebuilt, nothing executed.
     head = fp.read(4)
     fp.seek(0)
-    if weights.is_weights_file(head):
+    if weights.is_weights_file(head):  # A weights-only file (torch zip) instead of a pickle: rebuilt, nothing executed.
         data = weights.load_weights(fp, name)
         _check_networks(data, name)
         return data
-    import legacy  # Its unpickler also reads NVIDIA's / DiffAugment's TensorFlow pickles (without TensorFlow).
     try:
-        data = legacy.load_pickle(fp)
-    except legacy.TFConversionError as err:
+        data = legacy_tf.load_pickle(fp)
+    except legacy_tf.TFConversionError as err:
         raise ValueError(f'{name}: {err}') from err
     except Exception as err:  # A corrupt or foreign file can fail in many ways; all mean the same here.
         raise ValueError(f'{name}: not a network pickle ({type(err).__name__}: {err})') from err

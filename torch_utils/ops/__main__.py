@@ -1,12 +1,14 @@
-"""Build the CUDA plugins ahead of time and report the toolchain: `python -m torch_utils.ops --build [--verbose]`."""
+"""Build the CUDA plugins ahead of time and report the toolchain: `python -m torch_utils.ops --build [--verbose]`.
 
+Its command line uses argparse, not click: click belongs to the root tools, not to the library."""
+
+import argparse
 import importlib
 import os
 import sys
 import time
 import warnings
 
-import click
 import torch
 
 from .. import custom_ops
@@ -41,9 +43,13 @@ def _build_one(name):
     reason = '\n'.join(str(w.message) for w in caught if issubclass(w.category, RuntimeWarning))
     return ok, time.time() - t0, reason
 
-@click.command()
-@click.option('--build', is_flag=True, help='Build (or load from the cache) every CUDA plugin.')
-@click.option('--verbose', is_flag=True, help='Show the full compiler output.')
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m torch_utils.ops',
+        description='Report the CUDA toolchain and build the plugins of torch_utils.ops; exits 1 if a build fails.')
+    parser.add_argument('--build', action='store_true', help='Build (or load from the cache) every CUDA plugin.')
+    parser.add_argument('--verbose', action='store_true', help='Show the full compiler output.')
+    return parser.parse_args(argv)
+
 def main(build, verbose):
     """Report the CUDA toolchain and build the plugins of torch_utils.ops; exits 1 if a build fails."""
     _report_toolchain()
@@ -63,4 +69,5 @@ def main(build, verbose):
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    main() # pylint: disable=no-value-for-parameter
+    args = parse_args()
+    main(build=args.build, verbose=args.verbose)
