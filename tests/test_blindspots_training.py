@@ -16,7 +16,7 @@ from test_network_reference import _fc, _randomise
 from test_train_e2e import TINY_ARGS, final_snapshot, make_dataset_zip, one_thread, run_train  # noqa: F401 (fixture)
 from test_training_arithmetic import _LinearG, _MeanD
 from torch_utils import training_stats
-from training import diffaugment, training_loop
+from training import ada, diffaugment, ema
 from training import networks_biggan as biggan
 from training import networks_stylegan2 as sg2
 from training.augment import AugmentPipe
@@ -47,7 +47,7 @@ def recorded_run(tmp_path_factory):
             rec['adam'].append(dict(kwargs))
             super().__init__(params, **kwargs)
 
-    step_G_ema, ada_adjust, report = training_loop.step_G_ema, training_loop.ada_adjust, training_stats.report
+    step_G_ema, ada_adjust, report = ema.step_G_ema, ada.ada_adjust, training_stats.report
     def recording_step_G_ema(G, G_ema, **kwargs):
         if rec['ema_start'] is None:
             rec['ema_start'] = _params(G_ema)
@@ -68,8 +68,8 @@ def recorded_run(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.optim, 'Adam', RecordingAdam)
-        mp.setattr(training_loop, 'step_G_ema', recording_step_G_ema)
-        mp.setattr(training_loop, 'ada_adjust', recording_ada_adjust)
+        mp.setattr(ema, 'step_G_ema', recording_step_G_ema)
+        mp.setattr(ada, 'ada_adjust', recording_ada_adjust)
         mp.setattr(training_stats, 'report', recording_report)
         mp.setattr(metric_main, '_metric_dict', dict(metric_main._metric_dict))
         metric_main.register_metric(fid_blindspot, detectors=())
@@ -130,9 +130,9 @@ def test_ada_carry_counts_and_sums_signs_across_folds():
     # The carry is [count, sum]: folding 3 signs then 4 gives [7, their sum], whatever the split.
     ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
     training_stats.report('Loss/signs/real', torch.tensor([1.0, 1.0, -1.0]))
-    carry = training_loop._fold_ada_stats(ada_stats, [0, 0.0])
+    carry = ada.fold_ada_stats(ada_stats, [0, 0.0])
     training_stats.report('Loss/signs/real', torch.tensor([1.0, 1.0, 1.0, -1.0]))
-    carry = training_loop._fold_ada_stats(ada_stats, carry)
+    carry = ada.fold_ada_stats(ada_stats, carry)
     assert carry[0] == 7 and carry[1] == pytest.approx(1.0 + 2.0)
 
 def test_biggan_progress_counts_the_reals_of_every_D_step(tmp_path):

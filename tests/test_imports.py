@@ -6,7 +6,8 @@ and its project imports (at module level and inside functions) are checked:
     a) no circle among library modules through module-level imports,
     b) no click in the library (command lines belong to the root tools),
     c) no library module imports a root tool,
-    d) torch_utils and dnnlib import nothing from training, kd or metrics.
+    d) torch_utils and dnnlib import nothing from training, kd or metrics,
+    e) a project import inside a function (heavy or optional stacks only) has a comment saying why.
 Each failure names the file and line of the offending import.
 """
 
@@ -144,10 +145,24 @@ def base_imports_upper(imports):
     return [f'{imp.where()}: {imp.source} imports {imp.target} ({"/".join(BASE)} are the bottom layer)'
         for imp in imports if package_of(imp.source) in BASE and package_of(imp.target) in UPPER]
 
+def unexplained_late_imports(root, paths, imports):
+    """A project import inside a function of the library or a tool is for a heavy or optional stack only, and says
+    so: a comment on its line or the line above."""
+    messages = []
+    for imp in imports:
+        if imp.top_level or package_of(imp.target) == 'click' or not (is_library(imp.source) or imp.source in root_tools(paths)):
+            continue
+        with open(os.path.join(root, imp.path), encoding='utf-8') as f:
+            lines = f.read().splitlines()
+        if '#' not in lines[imp.line - 1] and not (imp.line >= 2 and lines[imp.line - 2].strip().startswith('#')):
+            messages.append(f'{imp.where()}: {imp.source} imports {imp.target} inside a function without a comment saying why')
+    return messages
+
 def all_violations(root):
     paths, imports = read_imports(root)
     return dict(circles=library_circles(imports), click=click_in_library(imports),
-        root_tools=root_tool_in_library(imports, root_tools(paths)), layers=base_imports_upper(imports))
+        root_tools=root_tool_in_library(imports, root_tools(paths)), layers=base_imports_upper(imports),
+        late=unexplained_late_imports(root, paths, imports))
 
 #----------------------------------------------------------------------------
 # The repository.
@@ -156,7 +171,7 @@ def all_violations(root):
 def repo_violations():
     return all_violations(REPO)
 
-@pytest.mark.parametrize('rule', ['circles', 'click', 'root_tools', 'layers'])
+@pytest.mark.parametrize('rule', ['circles', 'click', 'root_tools', 'layers', 'late'])
 def test_repository_follows_the_import_rules(repo_violations, rule):
     assert repo_violations[rule] == [], '\n'.join(repo_violations[rule])
 
@@ -192,6 +207,8 @@ def test_planted_violations_are_named_with_file_and_line(tmp_path):
     assert found['click'] == ['training/b.py:7: library module training.b imports click (command lines belong to the root tools)']
     assert found['root_tools'] == ['training/b.py:6: library module training.b imports the root tool tool.py']
     assert found['layers'] == ['torch_utils/c.py:2: torch_utils.c imports metrics.m (dnnlib/torch_utils are the bottom layer)']
+    assert found['late'] == ['torch_utils/c.py:2: torch_utils.c imports metrics.m inside a function without a comment saying why',
+        'training/b.py:6: training.b imports tool inside a function without a comment saying why']
 
 def test_imports_inside_functions_make_no_circle(tmp_path):
     _plant(str(tmp_path), {'kd/a.py': 'from kd import b\n', 'kd/b.py': 'def f():\n    from kd import a\n'})

@@ -3,7 +3,7 @@ usual suspects differ: 4 passes of 2 images per global batch of 8 (batch_gpu < b
 training step (D_steps > 1), lazy R1 every 16 steps and path-length every 4, ADA adjusting every 4 steps.
 
 Recorded by wrapping the loop's collaborators (nothing in the loop is a test hook): the phase, gain,
-progress and images of every accumulate_gradients call, the RNG keys of every pass (_seed_chunk), the
+progress and images of every accumulate_gradients call, the RNG keys of every pass (phases.seed_chunk), the
 EMA beta of every step (update_ema), and ADA's adjustments (ada_adjust), with the D(real) signs the loss
 reported in between."""
 
@@ -16,7 +16,8 @@ import torch
 from test_train_e2e import TINY_ARGS, make_dataset_zip, one_thread, run_train  # noqa: F401 (fixture)
 from torch_utils import misc
 from torch_utils import training_stats
-from training import training_loop
+from training import ada, ema, training_loop
+from training import phases as training_phases
 from training.dataset import ImageFolderDataset
 from training.loss import StyleGAN2Loss
 
@@ -44,8 +45,8 @@ def recorded(tmp_path_factory):
     data = make_dataset_zip(tmp_path / 'tiny.zip', num=10)
     c = _options(tmp_path, data)
     calls, keys, betas, adjusts, signs = [], [], [], [], []
-    original = dict(acc=StyleGAN2Loss.accumulate_gradients, seed=training_loop._seed_chunk, ema=training_loop.update_ema,
-        ada=training_loop.ada_adjust, report=training_stats.report)
+    original = dict(acc=StyleGAN2Loss.accumulate_gradients, seed=training_phases.seed_chunk, ema=ema.update_ema,
+        ada=ada.ada_adjust, report=training_stats.report)
     def accumulate(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         calls.append(dict(phase=phase, gain=gain, cur_nimg=cur_nimg, reals=real_img.clone(), z=gen_z.shape[0]))
         return original['acc'](self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg)
@@ -65,8 +66,8 @@ def recorded(tmp_path_factory):
         if name == 'Loss/signs/real':
             signs.extend(value.detach().flatten().tolist())
         return original['report'](name, value)
-    patches = [(StyleGAN2Loss, 'accumulate_gradients', accumulate), (training_loop, '_seed_chunk', seed_chunk),
-        (training_loop, 'update_ema', update_ema), (training_loop, 'ada_adjust', ada_adjust), (training_stats, 'report', report)]
+    patches = [(StyleGAN2Loss, 'accumulate_gradients', accumulate), (training_phases, 'seed_chunk', seed_chunk),
+        (ema, 'update_ema', update_ema), (ada, 'ada_adjust', ada_adjust), (training_stats, 'report', report)]
     mp = pytest.MonkeyPatch()
     for obj, name, fn in patches:
         mp.setattr(obj, name, fn)

@@ -6,7 +6,8 @@ import torch
 
 from torch_utils import training_stats
 from training.loss import StyleGAN2Loss
-from training.training_loop import ada_adjust, ema_beta, update_ema
+from training.ada import ada_adjust
+from training.ema import ema_beta, update_ema
 
 #----------------------------------------------------------------------------
 # Tiny stand-ins with the interfaces the loss uses.

@@ -99,7 +99,7 @@ def test_cuda_rng_state_round_trips_through_a_snapshot(tmp_path):
     import random
     import numpy as np
     from training.snapshot import load_network_pkl, save_snapshot
-    from training.training_loop import _rng_states, _set_rng_states
+    from training.train_state import rng_states as _rng_states, set_rng_states as _set_rng_states
     device = torch.device('cuda', 0)  # Only its type and index are read; no GPU is touched.
     saved_cuda = _FakeCudaRNG(seed=1)
     torch.manual_seed(5); np.random.seed(6); random.seed(7)
@@ -123,7 +123,7 @@ def test_cuda_rng_state_round_trips_through_a_snapshot(tmp_path):
 
 @pytest.mark.gpu
 def test_real_cuda_rng_state_round_trip():
-    from training.training_loop import _rng_states, _set_rng_states
+    from training.train_state import rng_states as _rng_states, set_rng_states as _set_rng_states
     device = torch.device('cuda', torch.cuda.current_device())
     states = _rng_states(device)
     expect = torch.rand(4, device=device)

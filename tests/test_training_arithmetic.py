@@ -13,7 +13,7 @@ import torch
 
 import train
 from test_train_e2e import TINY_ARGS, make_dataset_zip, one_thread, run_train  # noqa: F401 (fixture)
-from training import training_loop
+from training import ema
 from training.loss import StyleGAN2Loss
 
 #----------------------------------------------------------------------------
@@ -111,15 +111,15 @@ def test_G_ema_is_a_copy_before_ema_start_and_an_average_after():
     G_ema.register_buffer('count', torch.zeros([]))
     G.register_buffer('count', torch.full([], 5.0))
     before = copy.deepcopy(G_ema)
-    training_loop.step_G_ema(G, G_ema, cur_nimg=1000, batch_size=50, ema_kimg=10, ema_rampup=None, ema_start_kimg=2)
+    ema.step_G_ema(G, G_ema, cur_nimg=1000, batch_size=50, ema_kimg=10, ema_rampup=None, ema_start_kimg=2)
     assert torch.equal(G_ema.weight, G.weight) and torch.equal(G_ema.bias, G.bias) and G_ema.count == 5
     G_ema.load_state_dict(before.state_dict())
-    training_loop.step_G_ema(G, G_ema, cur_nimg=3000, batch_size=50, ema_kimg=10, ema_rampup=None, ema_start_kimg=2)
+    ema.step_G_ema(G, G_ema, cur_nimg=3000, batch_size=50, ema_kimg=10, ema_rampup=None, ema_start_kimg=2)
     beta = 0.5 ** (50 / 10000)  # Half-life of ema_kimg thousand images.
     torch.testing.assert_close(G_ema.weight, before.weight * beta + G.weight * (1 - beta))
     # With a ramp-up, the half-life is at most cur_nimg * ramp.
     G_ema.load_state_dict(before.state_dict())
-    training_loop.step_G_ema(G, G_ema, cur_nimg=3000, batch_size=50, ema_kimg=10, ema_rampup=0.05)
+    ema.step_G_ema(G, G_ema, cur_nimg=3000, batch_size=50, ema_kimg=10, ema_rampup=0.05)
     beta = 0.5 ** (50 / 150)
     torch.testing.assert_close(G_ema.weight, before.weight * beta + G.weight * (1 - beta))
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from training.diffaugment import DiffAugment
+from training.lecam import DECAY as LECAM_DECAY
 from training.lecam import LeCamAnchors, lecam_penalty
 
 #----------------------------------------------------------------------------
@@ -18,7 +19,7 @@ class GANLoss:
     """What every backbone's loss shares: augmentation of reals and fakes, D with features for KD,
     the KD terms, and LeCam. Subclasses implement accumulate_gradients()."""
 
-    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', lecam=0, lecam_decay=0.99, lecam_start_kimg=0,
+    def __init__(self, device, G, D, augment_pipe=None, diffaugment='', lecam=0, lecam_decay=LECAM_DECAY['stylegan2'], lecam_start_kimg=0,
             kd=None):
         if lecam < 0:
             raise ValueError(f'lecam weight must be non-negative, got {lecam}')
@@ -80,6 +81,12 @@ class GANLoss:
             logits, feat = out, None
         return aug, logits, feat
 
+    def _report_logits(self, domain, logits):
+        """D's scores on 'real' or 'fake' images and their signs; ADA's controller (training/ada.py) moves p by
+        the mean of Loss/signs/real."""
+        training_stats.report(f'Loss/scores/{domain}', logits)
+        training_stats.report(f'Loss/signs/{domain}', logits.sign())
+
     def _report_kd(self, terms):
         total = 0
         for name, value in terms.items():
@@ -93,8 +100,7 @@ class GANLoss:
         with torch.autograd.profiler.record_function('Gmain_forward'):
             gen_img = gen_img_fn()
             gen_aug, gen_logits, _ = self.run_D(gen_img, gen_c)
-            training_stats.report('Loss/scores/fake', gen_logits)
-            training_stats.report('Loss/signs/fake', gen_logits.sign())
+            self._report_logits('fake', gen_logits)
             loss_G = loss_fn(gen_logits)
             training_stats.report('Loss/G/loss', loss_G)
             total = loss_G.mean()
@@ -102,6 +108,26 @@ class GANLoss:
                 total = total + self._report_kd(self.kd.g_terms(gen_img=gen_aug))
         with torch.autograd.profiler.record_function('Gmain_backward'):
             total.mul(gain).backward()
+
+    def _D_main(self, gen_img_fn, gen_c, real_img, real_c, cur_nimg, loss_fn, update_emas=False):
+        """D's main phase for both backbones: fakes (no graph through G) then reals through D, the loss terms
+        loss_fn(gen_logits, real_logits) -> (fake term, real term), reported summed as Loss/D/loss and added as
+        means, LeCam and the KD terms. One graph, so the KD cross terms (teacher of one domain vs student of
+        the other) share one backward. Returns the total and the reals' logits (for R1)."""
+        use_kd = self.kd is not None
+        with torch.no_grad():  # D's phase: no graph through G.
+            gen_img = gen_img_fn()
+        gen_aug, gen_logits, gen_feat = self.run_D(gen_img, gen_c, return_features=use_kd, update_emas=update_emas)
+        self._report_logits('fake', gen_logits)
+        real_aug, real_logits, real_feat = self.run_D(real_img, real_c, return_features=use_kd)
+        self._report_logits('real', real_logits)
+        loss_fake, loss_real = loss_fn(gen_logits, real_logits)
+        training_stats.report('Loss/D/loss', loss_fake + loss_real)
+        total = loss_fake.mean() + loss_real.mean() + self._lecam_term(real_logits, gen_logits, cur_nimg)
+        if use_kd:
+            terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
+            total = total + self._report_kd(terms)
+        return total, real_logits
 
     def _lecam_term(self, real_logits, gen_logits, cur_nimg):
         """Weighted LeCam penalty against the anchors as the phase began (end_phase() moves them).
@@ -122,7 +148,7 @@ class GANLoss:
 
 class StyleGAN2Loss(GANLoss):
     def __init__(self, device, G, D, augment_pipe=None, diffaugment='', r1_gamma=10, style_mixing_prob=0,
-                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, lecam=0, lecam_decay=0.99,
+                 pl_weight=0, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False, lecam=0, lecam_decay=LECAM_DECAY['stylegan2'],
                  lecam_start_kimg=0, kd=None):
         super().__init__(device=device, G=G, D=D, augment_pipe=augment_pipe, diffaugment=diffaugment, lecam=lecam,
             lecam_decay=lecam_decay, lecam_start_kimg=lecam_start_kimg, kd=kd)
@@ -165,7 +191,6 @@ class StyleGAN2Loss(GANLoss):
         do_Gpl = phase in ('Greg', 'Gboth')
         do_Dmain = phase in ('Dmain', 'Dboth')
         do_Dr1 = phase in ('Dreg', 'Dboth')
-        use_kd = self.kd is not None
 
         # Gmain: make D call the fakes real (non-saturating loss).
         # w_avg moves on every mapping call of G's main, G's regularisation and D's main phase, as in
@@ -191,35 +216,18 @@ class StyleGAN2Loss(GANLoss):
             with torch.autograd.profiler.record_function('Gpl_backward'):
                 loss_Gpl.mean().mul(gain).backward()
 
-        # Dmain and/or Dreg. Fake and real passes share ONE backward so the KD cross terms
-        # (teacher of one domain vs student of the other) live in a single graph.
+        # Dmain and/or Dreg: D's main loss (logistic) and R1 on the same reals share one backward.
         if do_Dmain or do_Dr1:
             name = 'Dboth' if do_Dmain and do_Dr1 else 'Dmain' if do_Dmain else 'Dreg'
-            total = 0
             with torch.autograd.profiler.record_function(name + '_forward'):
-                if do_Dmain:
-                    with torch.no_grad():  # D's phase: no graph through G.
-                        gen_img, _ws = self.run_G(gen_z, gen_c, update_emas=True)
-                    gen_aug, gen_logits, gen_feat = self.run_D(gen_img, gen_c, return_features=use_kd, update_emas=True)
-                    training_stats.report('Loss/scores/fake', gen_logits)
-                    training_stats.report('Loss/signs/fake', gen_logits.sign())
-                    loss_Dgen = F.softplus(gen_logits)
-                    total = total + loss_Dgen.mean()
-
                 real_img_tmp = real_img.detach().requires_grad_(do_Dr1)
-                real_aug, real_logits, real_feat = self.run_D(real_img_tmp, real_c, return_features=use_kd and do_Dmain)
-                training_stats.report('Loss/scores/real', real_logits)
-                training_stats.report('Loss/signs/real', real_logits.sign())
-
                 if do_Dmain:
-                    loss_Dreal = F.softplus(-real_logits)
-                    training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
-                    total = total + loss_Dreal.mean()
-                    total = total + self._lecam_term(real_logits, gen_logits, cur_nimg)
-                    if use_kd:
-                        terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
-                        total = total + self._report_kd(terms)
-
+                    total, real_logits = self._D_main(lambda: self.run_G(gen_z, gen_c, update_emas=True)[0], gen_c, real_img_tmp,
+                        real_c, cur_nimg, loss_fn=lambda gen, real: (F.softplus(gen), F.softplus(-real)), update_emas=True)
+                else:
+                    total = 0
+                    _real_aug, real_logits, _real_feat = self.run_D(real_img_tmp, real_c)
+                    self._report_logits('real', real_logits)
                 if do_Dr1:
                     with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients():
                         r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp], create_graph=True, only_inputs=True)[0]
@@ -233,6 +241,11 @@ class StyleGAN2Loss(GANLoss):
 
 #----------------------------------------------------------------------------
 
+def _hinge_D(gen_logits, real_logits):
+    """BigGAN's D terms, each a batch mean: relu(1 + D(G(z))) and relu(1 - D(x))."""
+    loss_real = F.relu(1 - real_logits).mean()  # First, as the graph has always been built.
+    return F.relu(1 + gen_logits).mean(), loss_real
+
 class BigGANLoss(GANLoss):
     """Hinge loss of BigGAN: D minimises relu(1 - D(x)) + relu(1 + D(G(z))), G minimises -D(G(z)).
     No regularisation phases: Gboth/Dboth are the main phases."""
@@ -241,26 +254,13 @@ class BigGANLoss(GANLoss):
         phase = {'Gboth': 'Gmain', 'Dboth': 'Dmain'}.get(phase, phase)
         if phase not in ('Gmain', 'Dmain'):
             raise ValueError(f'BigGANLoss has no phase "{phase}"; expected Gmain or Dmain (no lazy regularisation)')
-        use_kd = self.kd is not None
-
         if phase == 'Gmain':
             self._G_main(lambda: self.G(gen_z, gen_c), gen_c, gain, loss_fn=lambda logits: -logits)
             return
 
         with torch.autograd.profiler.record_function('Dmain_forward'):
-            with torch.no_grad():  # D's phase: no graph through G.
-                gen_img = self.G(gen_z, gen_c)
-            gen_aug, gen_logits, gen_feat = self.run_D(gen_img, gen_c, return_features=use_kd)
-            real_aug, real_logits, real_feat = self.run_D(real_img.detach(), real_c, return_features=use_kd)
-            for name, logits in [('fake', gen_logits), ('real', real_logits)]:
-                training_stats.report(f'Loss/scores/{name}', logits)
-                training_stats.report(f'Loss/signs/{name}', logits.sign())
-            loss_D = F.relu(1 - real_logits).mean() + F.relu(1 + gen_logits).mean()
-            training_stats.report('Loss/D/loss', loss_D)
-            total = loss_D + self._lecam_term(real_logits, gen_logits, cur_nimg)
-            if use_kd:
-                terms = self.kd.d_terms(real_img=real_aug, real_feat=real_feat, gen_img=gen_aug, gen_feat=gen_feat)
-                total = total + self._report_kd(terms)
+            total, _real_logits = self._D_main(lambda: self.G(gen_z, gen_c), gen_c, real_img.detach(), real_c, cur_nimg,
+                loss_fn=_hinge_D)
         with torch.autograd.profiler.record_function('Dmain_backward'):
             total.mul(gain).backward()
 

@@ -19,6 +19,7 @@ import os
 
 import dnnlib
 from training import run_dir as run_names
+from training.snapshot import load_network_pkl
 
 class ResumeError(ValueError):
     pass
@@ -159,7 +160,6 @@ def load_checked(pkl, resolution, channels, backbone):
     """Load the snapshot now, before any run directory exists: one clear error for a corrupt file, a pickle
     that holds no networks, or networks that cannot fit the data (resolution, channels, backbone).
     Label dimensions may differ: transfer learning leaves the label embedding at its initialisation."""
-    from training.snapshot import load_network_pkl
     try:
         data = load_network_pkl(pkl)
     except (OSError, ValueError) as err:
