@@ -79,7 +79,9 @@ def run_record(outdir, paths):
     from training.snapshot import load_network_pkl
     run_dir = sorted(glob.glob(os.path.join(outdir, '0*')))[-1]
     pkls = sorted(os.path.basename(p) for p in glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl')))
-    files = sorted(name for name in os.listdir(run_dir) if name != 'code.diff')  # code.diff: only in a dirty work tree.
+    # code.diff: only in a dirty work tree; a TensorBoard events file is named by time, host and process.
+    files = sorted('events.out.tfevents.*' if name.startswith('events.out.tfevents.') else name
+        for name in os.listdir(run_dir) if name != 'code.diff')
     record = dict(run_dir=os.path.basename(run_dir), files=files, snapshots=dict())
     for pkl in pkls:
         data = load_network_pkl(os.path.join(run_dir, pkl))
