@@ -151,7 +151,7 @@ def record_runs(tmp):
     labelled = make_zip(os.path.join(tmp, 'labelled.zip'), num=6, num_classes=3)
     wide = make_zip(os.path.join(tmp, 'wide.zip'), num=8, res=32, num_classes=3)
     clip = register_tiny_clip(tmp)
-    paths = {tmp: '<TMP>'}
+    paths = {tmp: '<TMP>', REPO: '<REPO>'}  # The clone's own path too: old_run is continued from it.
     auto = ['--kimg=0.016', '--gamma=1', '--target=0', '--dlr=0.02'] + TINY
     cases = dict(
         auto_ada=(['--data', plain] + auto, None),
