@@ -12,6 +12,7 @@ import os
 import pickle
 import urllib.parse
 import warnings
+import zipfile
 
 import numpy as np
 import torch
@@ -47,9 +48,13 @@ class MetricOptions:
         detector_dir    = None,     # Folder holding the detector files; None = $KD_DETECTOR_DIR, then download.
         mirror          = False,    # Add x-flipped copies of the reference images (not part of any protocol).
         data_workers    = None,     # DataLoader worker processes for the reference images; None = min(3, CPU count).
+        gen_dataset_kwargs = None,  # A fixed set of generated images (folder or zip) scored instead of G's output.
+        ref_stats       = None,     # FID reference statistics: npz (mu, sigma) path or URL, instead of the dataset's.
     ):
         if num_gpus < 1 or not 0 <= rank < num_gpus:
             raise ValueError(f'rank must lie in [0, num_gpus): got rank={rank}, num_gpus={num_gpus}')
+        if G is not None and gen_dataset_kwargs is not None:
+            raise ValueError('give the generated images either as G or as gen_dataset_kwargs, not both')
         if device is None:
             device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
         self.G = G
@@ -64,6 +69,8 @@ class MetricOptions:
         self.detector_dir = detector_dir
         self.mirror = mirror
         self.data_workers = min(3, os.cpu_count() or 1) if data_workers is None else data_workers
+        self.gen_dataset_kwargs = None if gen_dataset_kwargs is None else dnnlib.EasyDict(gen_dataset_kwargs)
+        self.ref_stats = ref_stats
 
     def use_full_dataset(self, keep_xflip=False):
         """The '_full' protocols: every image of the reference dataset, flipped copies only when asked.
@@ -288,6 +295,16 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, batch
     if stats_kwargs.get('max_items') is not None:
         num_items = min(num_items, stats_kwargs['max_items'])
     stats = FeatureStats(**dict(stats_kwargs, max_items=num_items))
+    _accumulate_dataset_features(opts, dataset, detector, detector_kwargs, stats, num_items, batch_size)
+
+    if cache_file is not None and opts.rank == 0:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        stats.save(cache_file)
+    return stats
+
+
+def _accumulate_dataset_features(opts, dataset, detector, detector_kwargs, stats, num_items, batch_size):
+    """Features of the first num_items images of dataset into stats, item i on rank i % num_gpus."""
     item_subset = [i % num_items for i in rank_items(num_items, opts)]
     loader = torch.utils.data.DataLoader(dataset, sampler=item_subset, batch_size=batch_size,
         num_workers=opts.data_workers, pin_memory=(opts.device.type == 'cuda'))
@@ -297,11 +314,6 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, batch
             before = stats.num_items
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
             bar.update(stats.num_items - before)
-
-    if cache_file is not None and opts.rank == 0:
-        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-        stats.save(cache_file)
-    return stats
 
 #----------------------------------------------------------------------------
 # Generated images. Item i has its own latent (and label) seeded by i, so the images do not depend on
@@ -357,6 +369,8 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, bat
     num_items = stats_kwargs.get('max_items')
     if num_items is None or num_items < 1:
         raise ValueError(f'the number of generated images (max_items) must be a positive integer, got {num_items}')
+    if opts.gen_dataset_kwargs is not None:  # A fixed image set stands in for G.
+        return compute_feature_stats_for_image_set(opts, detector_url, detector_kwargs, batch_size=batch_size, **stats_kwargs)
     batch_gen = min(batch_gen or batch_size, batch_size)
     G = copy_generator(opts)
     sampler = LatentSampler(opts, z_dim=G.z_dim, c_dim=G.c_dim, seed=seed)
@@ -403,5 +417,77 @@ def _generate_in_groups(opts, G, sampler, detector, detector_kwargs, stats, num_
             before = stats.num_items
             stats.append_torch(features)
             bar.update(stats.num_items - before)
+
+#----------------------------------------------------------------------------
+# Fixed sets of generated images (another method's samples) and precomputed FID reference statistics.
+
+
+def image_set_kwargs(path):
+    """Dataset kwargs of a folder or zip of images, read with the loader of the training data."""
+    return dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=path)
+
+
+def open_image_set(dataset_kwargs, num_images=None):
+    """The images, cut to num_images as EDM's fid.py cuts them to --num: a random choice seeded by 0 (the
+    dataset's max_size), kept in file-name order. Fewer than num_images is an error there and here."""
+    dataset = dnnlib.util.construct_class_by_name(**dict(dataset_kwargs, max_size=num_images, random_seed=0))
+    if num_images is not None and len(dataset) < num_images:
+        raise ValueError(f'{dataset_kwargs["path"]} holds {len(dataset)} images, but {num_images} generated images '
+            'are needed')
+    return dataset
+
+
+@torch.no_grad()
+def compute_feature_stats_for_image_set(opts, detector_url, detector_kwargs, batch_size=64, **stats_kwargs):
+    """Features of opts.gen_dataset_kwargs' images in place of a generator's (never cached); max_items = number of images."""
+    num_items = stats_kwargs.get('max_items')
+    if num_items is None or num_items < 1:
+        raise ValueError(f'the number of generated images (max_items) must be a positive integer, got {num_items}')
+    dataset = open_image_set(opts.gen_dataset_kwargs, num_images=num_items)
+    detector, _md5 = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus,
+        rank=opts.rank, verbose=opts.progress, detector_dir=opts.detector_dir)
+    stats = FeatureStats(**stats_kwargs)
+    _accumulate_dataset_features(opts, dataset, detector, detector_kwargs, stats, num_items, batch_size)
+    return stats
+
+
+REF_STATS_KEYS = ('mu', 'sigma')  # The npz layout of EDM's `fid.py ref`: float64 mean [F] and covariance [F, F].
+
+
+def save_ref_stats(path, mu, sigma):
+    """Write FID reference statistics as EDM's fid.py writes them: an npz with float64 mu and sigma only."""
+    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+    if mu.ndim != 1 or sigma.shape != mu.shape * 2:
+        raise ValueError(f'reference statistics need mu [F] and sigma [F, F], got {list(mu.shape)} and {list(sigma.shape)}')
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with dnnlib.util.atomic_write(path, 'wb') as f:  # A file object: np.savez would append '.npz' to a name.
+        np.savez(f, mu=mu, sigma=sigma)
+
+
+def load_ref_stats(path):
+    """(mu, sigma) in float64 from an npz of save_ref_stats or EDM's fid.py (path or URL); ValueError if unusable."""
+    try:
+        local = dnnlib.util.open_url(path, return_filename=True, cache=True, verbose=False)
+        data = np.load(local, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # A bare .npy array.
+            raise ValueError('an array, not an npz archive')
+        with data:
+            found = {key: data[key] for key in data.files}
+    except dnnlib.util.OpenURLError as e:
+        raise ValueError(f'reference statistics: {e}') from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f'reference statistics {path}: not a readable npz file ({e})') from None
+    missing = [key for key in REF_STATS_KEYS if key not in found]
+    if missing:
+        raise ValueError(f'reference statistics {path}: keys {sorted(found)}, but an npz with "mu" and "sigma" '
+            '(the layout of EDM\'s fid.py ref) is needed')
+    mu, sigma = found['mu'], found['sigma']
+    if mu.ndim != 1 or sigma.shape != mu.shape * 2 or mu.dtype.kind != 'f' or sigma.dtype.kind != 'f':
+        raise ValueError(f'reference statistics {path}: mu {mu.dtype} {list(mu.shape)}, sigma {sigma.dtype} '
+            f'{list(sigma.shape)}; expected float mu [F] and sigma [F, F]')
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f'reference statistics {path}: mu or sigma holds NaN or infinity')
+    return mu.astype(np.float64), sigma.astype(np.float64)
 
 #----------------------------------------------------------------------------
