@@ -145,6 +145,11 @@ def parse_comma_list(s):
 # Atomic file writes.
 
 
+def _umask():
+    mask = os.umask(0)  # Reading the umask means setting it; put it back at once.
+    os.umask(mask)
+    return mask
+
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
     """Write to a temporary file in the same folder; move it to `path` only on success."""
@@ -154,6 +159,7 @@ def atomic_write(path, mode='wb'):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets what open() would give it.
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -274,3 +274,20 @@ def test_open_url_http_404_is_not_retried(tmp_path):
         server.server_close()
 
 #----------------------------------------------------------------------------
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    # mkstemp makes 0600 files: snapshots others in the group could not read. The result must match open().
+    old = os.umask(0o022)
+    try:
+        with util.atomic_write(tmp_path / 'atomic.bin') as f:
+            f.write(b'x')
+        with open(tmp_path / 'plain.bin', 'wb') as f:
+            f.write(b'x')
+        os.umask(0o077)
+        with util.atomic_write(tmp_path / 'private.bin') as f:
+            f.write(b'x')
+    finally:
+        os.umask(old)
+    mode = lambda name: os.stat(tmp_path / name).st_mode & 0o777  # noqa: E731
+    assert mode('atomic.bin') == mode('plain.bin') == 0o644
+    assert mode('private.bin') == 0o600
