@@ -92,7 +92,7 @@ def test_tools_on_a_snapshot_of_a_short_training_run(tmp_path):
             '--detector-dir', detectors, '--device=cpu', '--outdir', str(tmp_path / 'proj')])
         assert result.exit_code == 0, result.output
 
-@pytest.mark.parametrize('tool', ['projector', 'style_mixing', 'export_weights', 'legacy', 'generate'])
+@pytest.mark.parametrize('tool', ['projector', 'style_mixing', 'export_weights', 'legacy', 'generate', 'calc_metrics', 'gen_video', 'memorisation'])
 def test_help_is_complete(tool):
     import importlib
     result = CliRunner().invoke(importlib.import_module(tool).main, ['--help'])

@@ -4,8 +4,9 @@ Written as RUN_DIR/curves.png at every snapshot; for any run directory, or sever
 
     python -m training.curves runs/00000-... runs/00001-... --out=compare.png
 
-Panels: G and D losses, each KD term, the R1 and path-length penalties, LeCam, ADA's p, and every
-metric. Drawn with PIL alone (no plotting library needed); one colour per run.
+Panels (those with data): G and D losses; the R1, path-length and LeCam penalties; the KD terms; ADA's p;
+one per metric. Drawn with matplotlib's Agg canvas (no display, no pyplot state): x in kimg, one colour per
+run (the legend on top names the runs), one line style per statistic within a panel.
 """
 
 import argparse
@@ -14,96 +15,145 @@ import json
 import os
 
 import numpy as np
-import PIL.Image
-import PIL.ImageDraw
 
 import dnnlib
 from training.run_dir import snapshot_kimg
 
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
 FIXED = ['Loss/G/loss', 'Loss/D/loss', 'Loss/r1_penalty', 'Loss/pl_penalty', 'Loss/lecam_penalty', 'Progress/augment']
-PANEL_W, PANEL_H, COLUMNS = 320, 200, 3
+KD_PREFIX = 'Loss/kd/'
+METRIC_PREFIX = 'Metrics/'
+PANELS = [  # (title, y label, the series it shows: names, or a prefix). Metrics get a panel each.
+    ('G and D losses', 'loss', ['Loss/G/loss', 'Loss/D/loss']),
+    ('Regularisation penalties', 'penalty', ['Loss/r1_penalty', 'Loss/pl_penalty', 'Loss/lecam_penalty']),
+    ('Knowledge distillation', 'KD term', KD_PREFIX),
+    ('Augmentation', 'ADA p', ['Progress/augment']),
+]
+LOG_PANELS = ['Regularisation penalties']  # Log y when every value is positive: R1 and path length differ by decades.
+X_LABEL = 'kimg (thousands of real images shown to D)'
+LINE_STYLES = ['-', '--', ':', '-.']
+PANEL_INCHES, DPI, COLUMNS = (4.2, 3.0), 100, 3
+# Fixed margins in inches (title, labels, ticks; the run legend on top): half the time of matplotlib's
+# layout engines, which measure every text at every save.
+MARGINS = dict(left=0.75, right=0.2, bottom=0.5, top=0.6, wspace=0.8, hspace=0.8)
+MARKER_POINTS = 20  # Series this short get a marker on every point (a single point is visible too).
 
 #----------------------------------------------------------------------------
+# Reading a run.
+
+def _json_lines(path):
+    """The rows of a .jsonl file; a line being written (torn, not JSON yet) is skipped."""
+    rows = []
+    for line in open(path):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 def read_run(run_dir):
     """{series name: (kimg array, value array)} from stats.jsonl and metric-*.jsonl of a run directory."""
     series = dict()
     path = os.path.join(run_dir, 'stats.jsonl')
-    if os.path.isfile(path):
-        for line in open(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # A line being written.
-            kimg = row.get('Progress/kimg', {}).get('mean')
-            if kimg is None:
-                continue
-            for key, value in row.items():
-                if isinstance(value, dict) and 'mean' in value and (key in FIXED or key.startswith('Loss/kd/')) and not key.endswith(('_raw', '_gate')):
-                    series.setdefault(key, ([], []))
-                    series[key][0].append(kimg)
-                    series[key][1].append(value['mean'])
+    for row in _json_lines(path) if os.path.isfile(path) else []:
+        kimg = row.get('Progress/kimg', {}).get('mean')
+        if kimg is None:
+            continue
+        for key, value in row.items():
+            plotted = (key in FIXED or key.startswith(KD_PREFIX)) and not key.endswith(('_raw', '_gate'))
+            if plotted and isinstance(value, dict) and 'mean' in value:
+                series.setdefault(key, ([], []))
+                series[key][0].append(kimg)
+                series[key][1].append(value['mean'])
     for path in sorted(glob.glob(os.path.join(run_dir, 'metric-*.jsonl'))):
-        for line in open(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for row in _json_lines(path):
             kimg = snapshot_kimg(str(row.get('snapshot_pkl')))  # Exact below 1 kimg too (network-snapshot-000000.008.pkl).
             for key, value in row.get('results', {}).items():
                 if kimg is not None and isinstance(value, (int, float)) and np.isfinite(value):
-                    series.setdefault('Metrics/' + key, ([], []))
-                    series['Metrics/' + key][0].append(kimg)
-                    series['Metrics/' + key][1].append(value)
+                    series.setdefault(METRIC_PREFIX + key, ([], []))
+                    series[METRIC_PREFIX + key][0].append(kimg)
+                    series[METRIC_PREFIX + key][1].append(value)
     return {k: (np.asarray(x, np.float64), np.asarray(y, np.float64)) for k, (x, y) in series.items()}
 
-def _panel(draw, box, title, curves):
-    x0, y0, x1, y1 = box
-    draw.rectangle(box, outline=(0, 0, 0))
-    draw.text((x0 + 4, y0 + 2), title, fill=(0, 0, 0))
-    points = [(x, y) for xs, ys, _ in curves for x, y in zip(xs, ys) if np.isfinite(y)]
-    if not points:
-        return
-    xs, ys = np.array(points).T
-    xmin, xmax = xs.min(), xs.max() if xs.max() > xs.min() else xs.min() + 1
-    ymin, ymax = ys.min(), ys.max() if ys.max() > ys.min() else ys.min() + 1
-    left, top, right, bottom = x0 + 48, y0 + 16, x1 - 6, y1 - 16
-    draw.text((x0 + 2, top - 2), f'{ymax:.3g}', fill=(80, 80, 80))
-    draw.text((x0 + 2, bottom - 10), f'{ymin:.3g}', fill=(80, 80, 80))
-    draw.text((left, bottom + 2), f'{xmin:g}', fill=(80, 80, 80))
-    draw.text((right - 64, bottom + 2), f'{xmax:g} kimg', fill=(80, 80, 80))
-    for xs, ys, colour in curves:
-        keep = np.isfinite(ys)
-        px = left + (xs[keep] - xmin) / (xmax - xmin) * (right - left)
-        py = bottom - (ys[keep] - ymin) / (ymax - ymin) * (bottom - top)
-        pts = list(zip(px.tolist(), py.tolist()))
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        for p in pts if len(pts) <= 1 else []:
-            draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colour)
+#----------------------------------------------------------------------------
+# Drawing.
+
+def panels(names):
+    """[(title, y label, [series names])]: the panels that have data, in PANELS order, then one per metric."""
+    found = []
+    for title, y_label, members in PANELS:
+        if isinstance(members, str):
+            shown = sorted(n for n in names if n.startswith(members))
+        else:
+            shown = [n for n in members if n in names]
+        if shown:
+            found.append((title, y_label, shown))
+    for name in sorted(n for n in names if n.startswith(METRIC_PREFIX)):
+        metric = name[len(METRIC_PREFIX):]
+        found.append((f'Metric: {metric}', metric, [name]))
+    return found
+
+def _draw_panel(ax, title, y_label, names, data):
+    """One panel: every run (a colour each) times every series (a line style each); a series legend when the
+    panel has more than one. matplotlib leaves a gap at NaN and inf (a diverged tick)."""
+    from matplotlib.lines import Line2D  # matplotlib: only when a picture is drawn (see figure()).
+    for run_idx, (run_label, series) in enumerate(data):
+        for style, name in zip(LINE_STYLES * len(names), names):
+            if name in series:
+                xs, ys = series[name]
+                ax.plot(xs, ys, color=f'C{run_idx % 10}', linestyle=style, linewidth=1.2,
+                    marker=('o' if len(xs) <= MARKER_POINTS else None), markersize=3, label=f'{run_label} | {name}')
+    values = np.concatenate([series[name][1] for _, series in data for name in names if name in series])
+    log_y = title in LOG_PANELS and np.all(values[np.isfinite(values)] > 0)
+    if log_y:
+        ax.set_yscale('log')
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(X_LABEL, fontsize=8)
+    ax.set_ylabel(y_label + (' (log scale)' if log_y else ''), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, alpha=0.3)
+    if len(names) > 1:
+        handles = [Line2D([], [], color='0.3', linestyle=style) for style, _ in zip(LINE_STYLES * len(names), names)]
+        ax.legend(handles, names, fontsize=7, loc='best')
+
+def figure(data):
+    """A matplotlib Figure of data = [(run label, read_run(...) of that run)]: the panels of every series any
+    run has, and a legend of the runs on top."""
+    # matplotlib is imported here, not at module level: it is heavy and the training loop imports this module.
+    # The Figure is drawn on its own Agg canvas: no display, no pyplot registry to close it in.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    layout = panels({name for _, series in data for name in series})
+    columns = max(1, min(COLUMNS, len(layout)))
+    rows = max(1, -(-len(layout) // columns))
+    width, height = PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows + 0.4
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False, gridspec_kw=_grid(width, height, rows=rows, columns=columns)).flatten()
+    for ax, (title, y_label, names) in zip(axes, layout):
+        _draw_panel(ax, title, y_label, names, data)
+    for ax in axes[len(layout):]:
+        ax.set_axis_off()  # The empty cells of the last row (or the only one of a run without data yet).
+    if not layout:
+        axes[0].text(0.5, 0.5, 'no statistics yet', ha='center', va='center')
+    handles = [Line2D([], [], color=f'C{run_idx % 10}', linewidth=2) for run_idx in range(len(data))]
+    fig.legend(handles, [run_label for run_label, _ in data], loc='upper center', ncols=min(len(data), 3), fontsize=8)
+    return fig
+
+def _grid(width, height, rows, columns):
+    """subplots' grid spacing (fractions of the figure and of a panel) for MARGINS in inches."""
+    m = MARGINS
+    axes_w = (width - m['left'] - m['right'] - (columns - 1) * m['wspace']) / columns
+    axes_h = (height - m['top'] - m['bottom'] - (rows - 1) * m['hspace']) / rows
+    return dict(left=m['left'] / width, right=1 - m['right'] / width, bottom=m['bottom'] / height, top=1 - m['top'] / height,
+        wspace=m['wspace'] / axes_w, hspace=m['hspace'] / axes_h)
 
 def render(runs, out_path):
-    """runs: [(label, run_dir)]. Writes one PNG with a panel per series, one colour per run."""
-    data = [(label, read_run(run_dir)) for label, run_dir in runs]
-    names = sorted({name for _, series in data for name in series},
-        key=lambda n: (FIXED.index(n) if n in FIXED else len(FIXED) + (n.startswith('Metrics/')), n))
-    rows = max(1, -(-len(names) // COLUMNS))
-    legend_h = 16 * len(runs) + 8
-    image = PIL.Image.new('RGB', (COLUMNS * PANEL_W, rows * PANEL_H + legend_h), (255, 255, 255))
-    draw = PIL.ImageDraw.Draw(image)
-    for i, (label, _) in enumerate(data):
-        colour = COLOURS[i % len(COLOURS)]
-        draw.rectangle([6, 6 + 16 * i, 18, 16 + 16 * i], fill=colour)
-        draw.text((24, 5 + 16 * i), label, fill=(0, 0, 0))
-    for idx, name in enumerate(names):
-        r, c = divmod(idx, COLUMNS)
-        box = (c * PANEL_W + 2, legend_h + r * PANEL_H + 2, (c + 1) * PANEL_W - 2, legend_h + (r + 1) * PANEL_H - 2)
-        curves = [(series[name][0], series[name][1], COLOURS[i % len(COLOURS)]) for i, (_, series) in enumerate(data) if name in series]
-        _panel(draw, box, name, curves)
-    with dnnlib.util.atomic_write(out_path, 'wb') as f:  # Never half a picture.
-        image.save(f, format='PNG')
-    return names
+    """runs: [(label, run_dir)]. Writes one PNG (atomically: never half a picture) and returns its Figure."""
+    fig = figure([(label, read_run(run_dir)) for label, run_dir in runs])
+    with dnnlib.util.atomic_write(out_path, 'wb') as f:
+        fig.savefig(f, format='png')
+    return fig
 
 def save_run_curves(run_dir):
     """RUN_DIR/curves.png of this run (called by the training loop at each snapshot)."""
@@ -122,8 +172,9 @@ def main(argv=None):
     labels = [os.path.basename(os.path.normpath(d)) for d in args.run_dirs]
     if len(set(labels)) < len(labels):  # Same run names in different folders: label by the path given.
         labels = list(args.run_dirs)
-    names = render(list(zip(labels, args.run_dirs)), args.out)
-    print(f'Wrote {args.out} ({len(names)} panels, {len(args.run_dirs)} runs)')
+    fig = render(list(zip(labels, args.run_dirs)), args.out)
+    num_panels = sum(ax.axison for ax in fig.axes)
+    print(f'Wrote {args.out} ({num_panels} panels, {len(args.run_dirs)} runs)')
 
 if __name__ == '__main__':
     main()

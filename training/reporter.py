@@ -1,10 +1,18 @@
 """What a run shows while it trains: the tick line, image grids (reals.png, fakes_init.png, fakesNNNNNN.png),
-the statistics of each tick in stats.jsonl and TensorBoard, and curves.png at every snapshot."""
+the statistics of each tick in stats.jsonl and TensorBoard, and curves.png at every snapshot.
+
+TensorBoard (rank 0, events in the run directory, x = global_step = whole kimg): every statistic of the tick
+under its training_stats name (Loss/..., Loss/kd/..., Progress/augment, Timing/..., Resources/...), each
+metric as Metrics/<name> at the tick of the snapshot it scored, and the fakes grid as Images/fakes at each
+image snapshot. Writing them draws no random numbers and touches no tensor of the run."""
 
 import json
 import os
+import shlex
 import time
 
+import numpy as np
+import PIL.Image
 import psutil
 import torch
 
@@ -37,6 +45,37 @@ def tick_line(cur_tick, cur_nimg, start_time, tick_start_time, tick_end_time, ti
     training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
     training_stats.report0('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
     return ' '.join(fields)
+
+#----------------------------------------------------------------------------
+# TensorBoard.
+
+FAKES_TAG = 'Images/fakes'
+
+def open_tensorboard(run_dir, log):
+    """A SummaryWriter of events in run_dir, and a log line that says how to view them; without TensorBoard
+    one warning line and None (the run goes on with stats.jsonl and curves.png)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # Optional, and slow to import: only where events are written.
+    except ImportError as err:
+        log(f'Warning: TensorBoard is not available ({err}); this run writes no TensorBoard events (stats.jsonl '
+            f'and curves.png as usual). Install it with: pip install tensorboard')
+        return None
+    writer = SummaryWriter(run_dir)
+    run_path = os.path.abspath(run_dir)
+    log(f'TensorBoard: events in {run_path}; view with: tensorboard --logdir {shlex.quote(os.path.dirname(run_path))} '
+        f'(this run beside the others of its folder), then open http://localhost:6006')
+    return writer
+
+def kimg_step(cur_nimg):
+    """TensorBoard's global_step: the whole kimg, as StyleGAN2-ADA."""
+    return int(cur_nimg / 1e3)
+
+def add_png(writer, tag, png_path, global_step, walltime):
+    """An image file as written (uint8, height x width [x channels]), so TensorBoard shows exactly that grid."""
+    with PIL.Image.open(png_path) as image:
+        pixels = np.asarray(image)
+    dataformats = 'HW' if pixels.ndim == 2 else 'HWC'  # A one-channel grid is a greyscale PNG.
+    writer.add_image(tag, pixels, global_step=global_step, walltime=walltime, dataformats=dataformats)
 
 #----------------------------------------------------------------------------
 
@@ -82,11 +121,7 @@ class Reporter:
         self.stats_tfevents = None
         if self.rank == 0:
             self.stats_jsonl = open(os.path.join(self.run_dir, 'stats.jsonl'), 'at')
-            try:
-                import torch.utils.tensorboard as tensorboard
-                self.stats_tfevents = tensorboard.SummaryWriter(self.run_dir)
-            except ImportError:
-                pass  # TensorBoard is optional.
+            self.stats_tfevents = open_tensorboard(self.run_dir, log=self.log)
 
     def begin_tick(self, cur_nimg):
         """A tick starts at cur_nimg (mid-way after a resume from a stop); the time since the last tick's end
@@ -102,17 +137,23 @@ class Reporter:
             self.total_kimg, self.maintenance_time, self.device, augment_pipe))
 
     def save_grid(self, cur_nimg):
-        """fakesNNNNNN.png: G_ema on the fixed latents and labels (rank 0, when image grids are on)."""
+        """fakesNNNNNN.png: G_ema on the fixed latents and labels (rank 0, when image grids are on), and the same
+        picture in TensorBoard at this kimg."""
         if self.grid_size is None:
             return
         grid_name = run_names.progress_name('fakes', '.png', cur_nimg, taken=self.grid_names)
         self.grid_names.add(grid_name)
-        image_grid.save_image_grid(image_grid.generate_grid(self.G_ema, self.grid_z, self.grid_c),
-            os.path.join(self.run_dir, grid_name), drange=[-1, 1], grid_size=self.grid_size)
+        grid_path = os.path.join(self.run_dir, grid_name)
+        image_grid.save_image_grid(image_grid.generate_grid(self.G_ema, self.grid_z, self.grid_c), grid_path,
+            drange=[-1, 1], grid_size=self.grid_size)
+        if self.stats_tfevents is not None:
+            add_png(self.stats_tfevents, FAKES_TAG, grid_path, global_step=kimg_step(cur_nimg),
+                walltime=time.time() - self.start_time)
 
     def write_stats(self, cur_nimg, metric_results, snapshot_written):
-        """Collect the tick's statistics (a collective), append them to stats.jsonl and TensorBoard with the
-        metrics so far; after a snapshot, redraw curves.png."""
+        """Collect the tick's statistics (a collective), append them to stats.jsonl and TensorBoard; after a
+        snapshot, redraw curves.png and put its metrics (the newest of each, i.e. this snapshot's) in TensorBoard
+        at this tick's kimg."""
         self.stats_collector.update()
         stats_dict = self.stats_collector.as_dict()
         timestamp = time.time()
@@ -122,13 +163,17 @@ class Reporter:
             if snapshot_written:
                 save_run_curves(self.run_dir)  # RUN_DIR/curves.png: the run so far, at every snapshot.
         if self.stats_tfevents is not None:
-            global_step = int(cur_nimg / 1e3)
-            walltime = timestamp - self.start_time
-            for name, value in stats_dict.items():
-                self.stats_tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
-            for name, value in metric_results.items():
-                self.stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
-            self.stats_tfevents.flush()
+            self._add_scalars(stats_dict, metric_results if snapshot_written else {}, global_step=kimg_step(cur_nimg),
+                walltime=timestamp - self.start_time)
+
+    def _add_scalars(self, stats_dict, metric_results, global_step, walltime):
+        """One tick in TensorBoard: every statistic's mean, and the metrics of a snapshot written in this tick
+        (ticks without a snapshot add none, so a metric's points are at the kimg of the snapshots it scored)."""
+        for name, value in stats_dict.items():
+            self.stats_tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
+        for name, value in metric_results.items():
+            self.stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
+        self.stats_tfevents.flush()
 
     def close(self):
         if self.stats_jsonl is not None:

@@ -36,7 +36,8 @@ for path in (REPO, os.path.dirname(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-TOOLS = ['train', 'calc_metrics', 'generate', 'dataset_tool', 'projector', 'style_mixing', 'legacy', 'export_weights']
+TOOLS = ['train', 'calc_metrics', 'generate', 'dataset_tool', 'projector', 'style_mixing', 'legacy', 'export_weights', 'gen_video',
+    'memorisation']
 TINY = ['--cbase=256', '--cmax=32', '--map-depth=2', '--mbstd-group=2', '--batch=2', '--tick=0.004', '--metrics=none',
     '--workers=0', '--snap=1', '--device=cpu']
 
