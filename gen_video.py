@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import dnnlib
-from generate import make_grid, to_uint8
+from generate import make_grid, parse_seeds, resolve_device, to_uint8
 from training import latent_walk
 from training.snapshot import load_network_pkl
 
@@ -107,24 +106,6 @@ def walk_frames(G, keyframes, label, grid_w, w_frames, kind='cubic'):
 #----------------------------------------------------------------------------
 # Command-line checks: each bad input becomes one line and a non-zero exit.
 
-def _parse_seeds(text):
-    try:
-        seeds = dnnlib.util.parse_range(text)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint='--seeds')
-    if len(seeds) == 0:
-        raise click.BadParameter('no seeds given', param_hint='--seeds')
-    if any(seed < 0 or seed >= 2**32 for seed in seeds):
-        raise click.BadParameter('seeds must be in [0, 2**32)', param_hint='--seeds')
-    return seeds
-
-def _resolve_device(device):
-    if device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise click.BadParameter('no CUDA device is visible', param_hint='--device')
-    return torch.device(device)
-
 def _label(G, class_idx, device):
     """One-hot [1, c_dim] for --class; conditional networks need it, unconditional ones refuse it."""
     if G.c_dim == 0:
@@ -176,7 +157,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, kind, 
     StyleGAN2 networks walk in W (z of each seed mapped with truncation, as generate.py); BigGAN has no W
     and walks in Z. The video has num_keyframes * w_frames frames at 60 fps (H.264, 12 Mbit/s).
     """
-    seeds = _parse_seeds(seeds)
+    seeds = parse_seeds(seeds)
     try:
         grid_w, grid_h = latent_walk.parse_grid(grid)
     except ValueError as err:
@@ -187,7 +168,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, kind, 
         raise click.UsageError(str(err))
     if not output.lower().endswith('.mp4'):
         raise click.BadParameter(f'"{output}" does not end in .mp4', param_hint='--output')
-    device = _resolve_device(device)
+    device = resolve_device(device)
 
     print(f'Loading networks from "{network_pkl}"...')
     try:

@@ -43,6 +43,28 @@ def make_grid(images, columns=None):
 
 #----------------------------------------------------------------------------
 
+def parse_seeds(text):
+    """--seeds of every tool ('0-31', '1,5,9'): a list of seeds in [0, 2**32), or a usage error."""
+    try:
+        seeds = dnnlib.util.parse_range(text)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--seeds')
+    if len(seeds) == 0:
+        raise click.BadParameter('no seeds given', param_hint='--seeds')
+    if any(seed < 0 or seed >= 2**32 for seed in seeds):
+        raise click.BadParameter('seeds must be in [0, 2**32)', param_hint='--seeds')
+    return seeds
+
+def resolve_device(device):
+    """--device of every tool: 'auto' is CUDA when visible; 'cuda' without a device is a usage error."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise click.BadParameter('no CUDA device is visible', param_hint='--device')
+    return torch.device(device)
+
+#----------------------------------------------------------------------------
+
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle (path or URL)', required=True)
 @click.option('--seeds', help='Seeds, e.g. 0-3,7')
@@ -60,19 +82,8 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
         raise click.UsageError('give either --seeds or --projected-w')
     if projected_w is not None:
         return _from_projected_w(network_pkl, projected_w, noise_mode, outdir, device)
-    try:
-        seeds = dnnlib.util.parse_range(seeds)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint='--seeds')
-    if len(seeds) == 0:
-        raise click.BadParameter('no seeds given', param_hint='--seeds')
-    if any(seed < 0 or seed >= 2**32 for seed in seeds):
-        raise click.BadParameter('seeds must be in [0, 2**32)', param_hint='--seeds')
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    elif device == 'cuda' and not torch.cuda.is_available():
-        raise click.BadParameter('no CUDA device is visible', param_hint='--device')
-    device = torch.device(device)
+    seeds = parse_seeds(seeds)
+    device = resolve_device(device)
 
     print(f'Loading networks from "{network_pkl}"...')
     try:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from generate import parse_seeds, resolve_device
 from metrics import memorisation
 from metrics import metric_utils
 from training import image_grid
@@ -100,22 +101,8 @@ def write_json(path, result, names, raw_idx, grid_rows, extra):
 
 #----------------------------------------------------------------------------
 
-def _device(device):
-    if device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise click.BadParameter('no CUDA device is visible', param_hint='--device')
-    return torch.device(device)
-
-
 def _seeds(seeds):
-    try:
-        seeds = dnnlib.util.parse_range(seeds)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint='--seeds')
-    if not seeds or any(seed < 0 or seed >= 2**32 for seed in seeds):
-        raise click.BadParameter('give seeds in [0, 2**32), e.g. 0-99', param_hint='--seeds')
-    return list(dict.fromkeys(seeds))  # Each seed once: a repeated seed is the same image.
+    return list(dict.fromkeys(parse_seeds(seeds)))  # Each seed once: a repeated seed is the same image.
 
 
 def _load_network(network_pkl):
@@ -167,7 +154,7 @@ def main(network_pkl, images, seeds, class_idx, truncation_psi, data, mirror, k,
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f'{outdir} is a file, not a folder', param_hint='--outdir')
     seeds = _seeds(seeds) if network_pkl is not None else None
-    device = _device(device)
+    device = resolve_device(device)
     try:  # Now, so a missing detector costs no generating.
         metric_utils.resolve_detector_file(metric_utils.VGG16_URL, detector_dir=detector_dir, verbose=True)
     except metric_utils.DetectorUnavailableError as err:
