@@ -44,7 +44,7 @@ def subprocess_fn(rank, args, temp_dir):
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
 
     if args.num_gpus > 1:
-        torch.distributed.destroy_process_group()
+        launcher.leave_group()
 
 
 def calc_one_metric(metric, rank, args, device):

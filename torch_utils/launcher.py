@@ -8,7 +8,8 @@ The tools (train.py through training/launch.py, calc_metrics.py) share these ste
     init_group()          the process group, met by a file (spawned processes) or by env:// (torchrun),
     spawn()               N fresh processes on this machine, joined,
     start_watchdog()      a lost process ends every rank with one line (distributed.PeerWatchdog),
-    stop_watchdog()       after a final barrier.
+    stop_watchdog()       after a final barrier,
+    leave_group()         the group torn down before the process exits.
 """
 
 import os
@@ -80,6 +81,12 @@ def start_watchdog(rank, world_size, timeout, interval, advice=''):
     with one line (plus advice) that names it. The group must exist."""
     return distributed.PeerWatchdog(distributed.default_store(), rank=rank, world_size=world_size,
         timeout=timeout, interval=interval, advice=advice).start()
+
+def leave_group():
+    """Tear the process group down before the process exits: left to the interpreter's exit, gloo's threads may
+    be destroyed while joinable and abort the process ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 def stop_watchdog(watchdog, barrier=True):
     """Stop watching. With barrier, every rank first waits for the others, so that a rank that is done

@@ -76,6 +76,7 @@ def _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_
         training_loop.training_loop(rank=rank, **_loop_kwargs(c, device, stop_request))
     except preempt.Preempted:
         launcher.stop_watchdog(watchdog, barrier=True)  # Rank 0 has written the snapshot before any process exits.
+        launcher.leave_group()
         raise
     except (training_loop.TrainingDiverged, KeyboardInterrupt):
         launcher.stop_watchdog(watchdog, barrier=False)
@@ -88,6 +89,7 @@ def _run_process(rank, c, temp_dir, local_rank, group_ready, device, opts, stop_
         watchdog.announce_failure(err)
         raise
     launcher.stop_watchdog(watchdog, barrier=True)  # Every rank is done before any watchdog stops watching.
+    launcher.leave_group()
 
 def _spawned(rank, c, temp_dir):
     try:
