@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from generate import make_grid, parse_seeds, resolve_device, to_uint8
+from generate import load_generator, make_grid, parse_seeds, resolve_device, to_uint8
 from training import latent_walk
-from training.snapshot import load_network_pkl
 
 #----------------------------------------------------------------------------
 # The encoder: StyleGAN3's settings. yuv420p (what players expect) needs even sizes; macro_block_size=1
@@ -170,11 +169,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, kind, 
         raise click.BadParameter(f'"{output}" does not end in .mp4', param_hint='--output')
     device = resolve_device(device)
 
-    print(f'Loading networks from "{network_pkl}"...')
-    try:
-        G = load_network_pkl(network_pkl)['G_ema'].eval().requires_grad_(False).to(device)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(str(err))
+    G = load_generator(network_pkl, device)
     label = _label(G, class_idx, device)
     truncation_psi, truncation_cutoff = _truncation(G, truncation_psi, truncation_cutoff)
 

@@ -55,6 +55,14 @@ def parse_seeds(text):
         raise click.BadParameter('seeds must be in [0, 2**32)', param_hint='--seeds')
     return seeds
 
+def load_generator(network_pkl, device):
+    """G_ema of a snapshot (path or URL), frozen, on `device`; an unreadable file is one error line."""
+    print(f'Loading networks from "{network_pkl}"...')
+    try:
+        return load_network_pkl(network_pkl)['G_ema'].eval().requires_grad_(False).to(device)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(str(err))
+
 def resolve_device(device):
     """--device of every tool: 'auto' is CUDA when visible; 'cuda' without a device is a usage error."""
     if device == 'auto':
@@ -85,11 +93,7 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
     seeds = parse_seeds(seeds)
     device = resolve_device(device)
 
-    print(f'Loading networks from "{network_pkl}"...')
-    try:
-        G = load_network_pkl(network_pkl)['G_ema'].eval().requires_grad_(False).to(device)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(str(err))
+    G = load_generator(network_pkl, device)
 
     classes = _parse_classes(class_idx, G.c_dim)
     os.makedirs(outdir, exist_ok=True)
