@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from generate import load_generator, make_grid, parse_seeds, resolve_device, to_uint8
+from generate import load_generator, make_grid, parse_seeds, resolve_device, seed_latents, to_uint8
 from training import latent_walk
 
 #----------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def keyframe_latents(G, seeds, label, truncation_psi=1, truncation_cutoff=None):
     """Latents of the keyframes, float64 [num_keyframes, cells, ...]: ws [.., num_ws, w_dim] for StyleGAN2
     (mapped with truncation, as generate.py), z [.., z_dim] for BigGAN. seeds: [grid_h, grid_w, num_keyframes]."""
     flat = seeds.reshape(-1, seeds.shape[-1]).T  # [num_keyframes, cells], cells row by row.
-    z = np.stack([np.random.RandomState(int(s)).randn(G.z_dim) for s in flat.reshape(-1)])  # As generate.py: z per seed.
+    z = seed_latents(flat.reshape(-1), G.z_dim)  # As generate.py: z per seed.
     if not has_w_space(G):
         return z.reshape(*flat.shape, G.z_dim)
     device = label.device

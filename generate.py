@@ -23,6 +23,10 @@ def to_uint8(img):
     """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
     return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
 
+def seed_latents(seeds, z_dim):
+    """z of every seed, float64 [N, z_dim]: np.random.RandomState(seed).randn(z_dim), the draw every tool makes."""
+    return np.stack([np.random.RandomState(int(seed)).randn(z_dim) for seed in seeds])
+
 def to_pil(img):
     return PIL.Image.fromarray(img[:, :, 0], 'L') if img.shape[2] == 1 else PIL.Image.fromarray(img, 'RGB')
 
@@ -109,7 +113,7 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
         for seed_idx, seed in enumerate(seeds):
             if len(classes) == 1:
                 print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
-            z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
+            z = torch.from_numpy(seed_latents([seed], G.z_dim)).to(device=device, dtype=torch.float32)
             if noise_mode == 'random':
                 torch.manual_seed(seed)  # Random noise, but still the same image for the same seed.
             with torch.no_grad():

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from generate import parse_seeds, resolve_device
+from generate import parse_seeds, resolve_device, seed_latents
 from metrics import memorisation
 from metrics import metric_utils
 from training import image_grid
@@ -63,7 +63,7 @@ def generate_images(G, seeds, class_idx, truncation_psi, device):
         label[:, class_idx] = 1
     images = []
     for seed in seeds:
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
+        z = torch.from_numpy(seed_latents([seed], G.z_dim)).to(device=device, dtype=torch.float32)
         img = G(z, label, truncation_psi=truncation_psi, noise_mode='const')
         images.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu())  # generate.py's mapping to uint8.
     return torch.cat(images)

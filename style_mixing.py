@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from generate import save_png, to_pil, to_uint8
+from generate import save_png, seed_latents, to_pil, to_uint8
 from training.snapshot import load_network_pkl
 
 #----------------------------------------------------------------------------
@@ -22,7 +22,7 @@ from training.snapshot import load_network_pkl
 def mix_styles(G, row_seeds, col_seeds, styles, truncation_psi=1, noise_mode='const', device='cpu'):
     """{(row, col): uint8 HWC image} for row and col seeds (col/row alone under (r, None) / (None, c))."""
     seeds = list(dict.fromkeys(list(row_seeds) + list(col_seeds)))
-    z = torch.from_numpy(np.stack([np.random.RandomState(seed).randn(G.z_dim) for seed in seeds])).to(device, torch.float32)
+    z = torch.from_numpy(seed_latents(seeds, G.z_dim)).to(device, torch.float32)
     c = torch.zeros([len(seeds), G.c_dim], device=device)
     ws = G.mapping(z, c, truncation_psi=truncation_psi)
     w_of = dict(zip(seeds, ws))
